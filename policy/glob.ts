@@ -1,0 +1,102 @@
+/**
+ * Globs for tool names (segments split on `.`) and resources (segments split on `/`).
+ *
+ * `*` matches within one segment, `**` (a whole segment) matches any number of segments,
+ * `?` one character within a segment, `{a,b}` alternatives. Everything else is literal.
+ * Patterns compile once to an anchored RegExp.
+ * @module
+ */
+
+export type GlobSeparator = '/' | '.';
+
+/** A compiled glob. */
+export interface Glob {
+  readonly source: string;
+  test(value: string): boolean;
+}
+
+/** Returns a problem description, or `undefined` when the pattern is a valid glob. */
+export function checkGlob(pattern: string, separator: GlobSeparator): string | undefined {
+  try {
+    compileGlob(pattern, separator);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+const REGEX_SPECIAL = /[\\^$.*+?()[\]{}|/]/g;
+const escapeRegex = (text: string): string => text.replace(REGEX_SPECIAL, '\\$&');
+
+/** True when the pattern has no glob syntax, so a plain string comparison decides. */
+export function isLiteralGlob(pattern: string): boolean {
+  return !/[*?{}]/.test(pattern);
+}
+
+/** Compiles a glob; throws an Error describing the first problem. */
+export function compileGlob(pattern: string, separator: GlobSeparator): Glob {
+  if (pattern.length === 0) throw new Error('expected a non-empty glob, got ""');
+  if (/[\0\n\r]/.test(pattern)) throw new Error('expected a glob without control characters');
+  const segments = pattern.split(separator);
+  const sep = escapeRegex(separator);
+  const notSep = `[^${sep}]`;
+  let re = '';
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!;
+    const previousWasLeadingGlobstar = i === 1 && segments[0] === '**';
+    if (segment === '**') {
+      if (segments[i - 1] === '**') throw new Error(`"**${separator}**" is redundant in "${pattern}"`);
+      if (segments.length === 1) re += '.*';
+      else if (i === 0) re += `(?:.*${sep})?`;
+      else re += `(?:${sep}.*)?`;
+      continue;
+    }
+    if (segment.includes('**')) {
+      throw new Error(`"**" must be a whole segment in "${pattern}" (use "*" within a segment)`);
+    }
+    if (separator === '/' && (segment === '..' || segment === '.')) {
+      throw new Error(`"${segment}" segments are not allowed in resource globs ("${pattern}")`);
+    }
+    if (segment === '' && i > 0 && i < segments.length - 1) {
+      throw new Error(`empty segment in "${pattern}"`);
+    }
+    if (i > 0 && !previousWasLeadingGlobstar) re += sep;
+    re += segmentToRegex(segment, pattern, notSep);
+  }
+  const regex = new RegExp(`^${re}$`);
+  if (isLiteralGlob(pattern))
+    return Object.freeze({ source: pattern, test: (value: string) => value === pattern });
+  return Object.freeze({ source: pattern, test: (value: string) => regex.test(value) });
+}
+
+function segmentToRegex(segment: string, pattern: string, notSep: string): string {
+  let out = '';
+  let inBraces = false;
+  for (const ch of segment) {
+    switch (ch) {
+      case '*':
+        out += `${notSep}*`;
+        break;
+      case '?':
+        out += notSep;
+        break;
+      case '{':
+        if (inBraces) throw new Error(`nested "{" in "${pattern}"`);
+        inBraces = true;
+        out += '(?:';
+        break;
+      case '}':
+        if (!inBraces) throw new Error(`unbalanced "}" in "${pattern}"`);
+        inBraces = false;
+        out += ')';
+        break;
+      case ',':
+        out += inBraces ? '|' : ',';
+        break;
+      default:
+        out += escapeRegex(ch);
+    }
+  }
+  if (inBraces) throw new Error(`unbalanced "{" in "${pattern}"`);
+  return out;
+}

@@ -1,0 +1,99 @@
+/**
+ * Server-backed proof of the toolchain: the real Temporal dev server (started by global-setup),
+ * a real worker bundling workflow code that imports policy/, the decision point running inside the
+ * workflow sandbox, search attributes visible through visibility, and replay of the history.
+ */
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, Worker } from '@temporalio/worker';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { compilePolicy, decide, parseGovernanceOrThrow, toolCatalog } from '../policy/index.ts';
+import type { ActionRequest } from '../policy/index.ts';
+import { BUILTIN_TOOL_SPECS } from '../tools/builtin-specs.ts';
+import { connectTestEnv } from './temporal.ts';
+import type { decisionWorkflow } from './workflows/decision-workflow.ts';
+
+const workflowsPath = fileURLToPath(new URL('./workflows/decision-workflow.ts', import.meta.url));
+const governanceFile = fileURLToPath(new URL('../examples/ops-staging/governance.yaml', import.meta.url));
+
+let env: TestWorkflowEnvironment;
+let bundle: WorkflowBundleWithSourceMap;
+
+beforeAll(async () => {
+  env = await connectTestEnv();
+  bundle = await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
+});
+
+afterAll(async () => {
+  await env?.teardown();
+});
+
+const quietLogger = {
+  log: () => {},
+  trace: () => {},
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: (message: string) => console.error(message),
+};
+
+const calls: ActionRequest[] = [
+  { tool: 'fs.read', args: { path: '/workspace/src/app.ts' } },
+  { tool: 'fs.write', args: { path: '/workspace/docs/runbook.md', content: '# Runbook' } },
+  { tool: 'fs.write', args: { path: '/workspace/config/app.yaml', content: 'replicas: 2' } },
+  { tool: 'fs.read', args: { path: '/workspace/docs/../../etc/shadow' } },
+  { tool: 'fs.write', args: { path: 'relative.txt', content: 'x' } },
+  { tool: 'shell.exec', args: { command: 'rm -rf /' } },
+];
+
+test('the decision point runs inside a workflow on the real dev server and matches the local decision', async () => {
+  const loaded = parseGovernanceOrThrow(await readFile(governanceFile, 'utf8'), governanceFile);
+  const taskQueue = `toolchain-${randomUUID()}`;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    namespace: env.namespace ?? 'default',
+    taskQueue,
+    workflowBundle: bundle,
+  });
+  const workflowId = `toolchain-${randomUUID()}`;
+  const result = await worker.runUntil(
+    env.client.workflow.execute<typeof decisionWorkflow>('decisionWorkflow', {
+      taskQueue,
+      workflowId,
+      args: [{ document: loaded.document, policyVersion: loaded.policyVersion, calls, posture: 'normal' }],
+    }),
+  );
+
+  const policy = compilePolicy(loaded.document, loaded.policyVersion);
+  const local = calls.map((call) => decide(policy, call, { tools: toolCatalog(BUILTIN_TOOL_SPECS) }));
+  expect(result.decisions).toEqual(JSON.parse(JSON.stringify(local)));
+  expect(result.decisions.map((d) => [d.tier, d.ruleId, d.code])).toEqual([
+    ['autonomous', 'read-workspace', 'rule_matched'],
+    ['preapproved', 'write-docs', 'rule_matched'],
+    ['approval', 'write-config', 'rule_matched'],
+    ['prohibited', 'secrets-never', 'rule_matched'],
+    ['prohibited', null, 'invalid_arguments'],
+    ['prohibited', null, 'unknown_tool'],
+  ]);
+  // the workflow recomputes the version from the document it was given: pinning is checkable
+  expect(result.recomputedVersion).toBe(loaded.policyVersion);
+
+  // search attributes are registered on the server and filterable
+  const query = `PolicyVersion = '${loaded.policyVersion}' AND WorkflowId = '${workflowId}'`;
+  let listed: string[] = [];
+  for (let i = 0; i < 50 && listed.length === 0; i++) {
+    listed = [];
+    for await (const info of env.client.workflow.list({ query })) listed.push(info.workflowId);
+    if (listed.length === 0) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(listed).toEqual([workflowId]);
+  const description = await env.client.workflow.getHandle(workflowId).describe();
+  expect(description.searchAttributes.LastDecision).toEqual(['prohibited:default']);
+
+  // the recorded history replays against the same code without nondeterminism
+  const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
+  await Worker.runReplayHistory({ workflowBundle: bundle }, history, workflowId);
+});

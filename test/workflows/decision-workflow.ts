@@ -1,0 +1,38 @@
+/**
+ * A minimal workflow that runs the decision point inside the Temporal sandbox: proof that policy/
+ * is deterministic, bundles with the worker's webpack/swc, and replays.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { compilePolicy, decide, digestOf, toolCatalog, validateGovernance } from '../../policy/index.ts';
+import type { ActionRequest, Decision, Posture } from '../../policy/index.ts';
+import { BUILTIN_TOOL_SPECS } from '../../tools/builtin-specs.ts';
+
+export interface DecisionWorkflowInput {
+  readonly document: unknown;
+  readonly policyVersion: string;
+  readonly calls: readonly ActionRequest[];
+  readonly posture: Posture;
+}
+
+export interface DecisionWorkflowOutput {
+  readonly decisions: readonly Decision[];
+  readonly recomputedVersion: string;
+  readonly runId: string;
+}
+
+const PolicyVersionKey = defineSearchAttributeKey('PolicyVersion', SearchAttributeType.KEYWORD);
+const LastDecisionKey = defineSearchAttributeKey('LastDecision', SearchAttributeType.KEYWORD);
+
+export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<DecisionWorkflowOutput> {
+  const loaded = validateGovernance(input.document, 'workflow input');
+  if (!loaded.ok) throw new Error(`invalid policy: ${loaded.problems.map((p) => p.message).join('; ')}`);
+  const policy = compilePolicy(loaded.document, input.policyVersion);
+  const tools = toolCatalog(BUILTIN_TOOL_SPECS);
+  upsertSearchAttributes([{ key: PolicyVersionKey, value: input.policyVersion }]);
+  const decisions = input.calls.map((call) => decide(policy, call, { tools, posture: input.posture }));
+  const last = decisions[decisions.length - 1];
+  if (last)
+    upsertSearchAttributes([{ key: LastDecisionKey, value: `${last.tier}:${last.ruleId ?? 'default'}` }]);
+  return { decisions, recomputedVersion: digestOf(loaded.document), runId: workflowInfo().runId };
+}
