@@ -17,6 +17,10 @@ export interface DecideBenchResult {
   readonly p90_us: number;
   readonly p99_us: number;
   readonly per_second: number;
+  /** Baseline in the same run: validating the same calls' arguments with zod alone. */
+  readonly baseline_validate_p50_us: number;
+  /** decide p50 / baseline p50: what matching rules costs on top of argument validation. */
+  readonly ratio_vs_validate: number;
 }
 
 const TIERS = ['autonomous', 'autonomous', 'preapproved', 'approval', 'prohibited'] as const;
@@ -116,25 +120,45 @@ export function runDecideBench(
 
   const warmup = options.warmup ?? Math.min(50_000, iterations);
   let sink = 0;
-  for (let i = 0; i < warmup; i++) sink += decide(policy, requests[i & 4095]!, context).tier.length;
+  const decideOnce = (i: number): void => {
+    sink += decide(policy, requests[i & 4095]!, context).tier.length;
+  };
+  const validateOnce = (i: number): void => {
+    sink += argsSchema.safeParse(requests[i & 4095]!.args).success ? 1 : 2;
+  };
+  for (let i = 0; i < warmup; i++) {
+    decideOnce(i);
+    validateOnce(i);
+  }
   const samples = new Float64Array(iterations);
-  const started = process.hrtime.bigint();
+  const baseline = new Float64Array(iterations);
+  let decideNanos = 0n;
+  // interleaved so both see the same machine state
   for (let i = 0; i < iterations; i++) {
     const t0 = process.hrtime.bigint();
-    sink += decide(policy, requests[i & 4095]!, context).tier.length;
-    samples[i] = Number(process.hrtime.bigint() - t0) / 1000;
+    decideOnce(i);
+    const t1 = process.hrtime.bigint();
+    validateOnce(i);
+    const t2 = process.hrtime.bigint();
+    decideNanos += t1 - t0;
+    samples[i] = Number(t1 - t0) / 1000;
+    baseline[i] = Number(t2 - t1) / 1000;
   }
-  const totalSeconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (sink === 0) throw new Error('unreachable: decisions were optimised away');
   samples.sort();
+  baseline.sort();
   const round = (n: number): number => Math.round(n * 1000) / 1000;
+  const p50 = percentile(samples, 50);
+  const baselineP50 = percentile(baseline, 50);
   return {
     name: 'decide',
     rules,
     iterations,
-    p50_us: round(percentile(samples, 50)),
+    p50_us: round(p50),
     p90_us: round(percentile(samples, 90)),
     p99_us: round(percentile(samples, 99)),
-    per_second: Math.round(iterations / totalSeconds),
+    per_second: Math.round(iterations / (Number(decideNanos) / 1e9)),
+    baseline_validate_p50_us: round(baselineP50),
+    ratio_vs_validate: Math.round((p50 / baselineP50) * 100) / 100,
   };
 }
