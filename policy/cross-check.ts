@@ -29,6 +29,7 @@ export function crossCheck(raw: unknown): CrossProblem[] {
   if (!isObj(raw)) return problems;
   const authority = isObj(raw.authority) ? raw.authority : {};
   const roles = isObj(authority.roles) ? authority.roles : {};
+  const roleExists = (role: string): boolean => Object.hasOwn(roles, role);
   const roleLevel = (role: string): number | undefined => {
     const r = roles[role];
     return isObj(r) && typeof r.level === 'number' ? r.level : undefined;
@@ -37,6 +38,7 @@ export function crossCheck(raw: unknown): CrossProblem[] {
   const principals: PrincipalView[] = [];
   const seenPrincipals = new Map<string, number>();
   const seenSlack = new Map<string, number>();
+  const seenEmail = new Map<string, number>();
   list(authority.principals).forEach((p, i) => {
     if (!isObj(p) || typeof p.id !== 'string') return;
     const at = ['authority', 'principals', i];
@@ -51,7 +53,7 @@ export function crossCheck(raw: unknown): CrossProblem[] {
     }
     const principalRoles = strings(p.roles);
     principalRoles.forEach((role, j) => {
-      if (roleLevel(role) === undefined) {
+      if (!roleExists(role)) {
         problems.push({ path: [...at, 'roles', j], message: unknownRole(role, roles) });
       }
     });
@@ -67,6 +69,18 @@ export function crossCheck(raw: unknown): CrossProblem[] {
         seenSlack.set(key, i);
       }
     }
+    if (typeof p.email === 'string') {
+      const email = p.email.toLowerCase();
+      const other = seenEmail.get(email);
+      if (other !== undefined) {
+        problems.push({
+          path: [...at, 'email'],
+          message: `email ${p.email} is already used by authority.principals[${other}]: one inbox could cast two votes`,
+        });
+      } else {
+        seenEmail.set(email, i);
+      }
+    }
     principals.push({ id: p.id, roles: principalRoles });
   });
 
@@ -75,7 +89,7 @@ export function crossCheck(raw: unknown): CrossProblem[] {
   const checkSelector = (selector: unknown, path: (string | number)[]): number | undefined => {
     if (!isObj(selector)) return undefined;
     strings(selector.roles).forEach((role, j) => {
-      if (roleLevel(role) === undefined)
+      if (!roleExists(role))
         problems.push({ path: [...path, 'roles', j], message: unknownRole(role, roles) });
     });
     strings(selector.principals).forEach((id, j) => {
@@ -117,6 +131,14 @@ export function crossCheck(raw: unknown): CrossProblem[] {
       problems.push({
         path: [...path, 'quorum'],
         message: `expected a quorum of at most ${eligible} (the eligible approvers), got ${quorum}`,
+      });
+    }
+    const channels = strings(approval.channels);
+    if (approval.highRisk === true && channels.length > 0 && channels.every((c) => c === 'email')) {
+      problems.push({
+        path: [...path, 'channels'],
+        message:
+          'expected a channel besides email: high-risk requests cannot be approved by email alone (add slack or web)',
       });
     }
     const timeout = typeof approval.timeout === 'string' ? parseDuration(approval.timeout) : undefined;
@@ -202,7 +224,7 @@ export function crossCheck(raw: unknown): CrossProblem[] {
     } else if (rule.approval !== undefined && typeof rule.tier === 'string') {
       problems.push({
         path: [...at, 'approval'],
-        message: `unexpected approval block on a ${rule.tier} rule`,
+        message: `unexpected approval block on ${rule.tier === 'autonomous' ? 'an' : 'a'} ${rule.tier} rule`,
       });
     }
     if (rule.limits !== undefined && (rule.tier === 'approval' || rule.tier === 'prohibited')) {
@@ -213,7 +235,12 @@ export function crossCheck(raw: unknown): CrossProblem[] {
     }
     checkApproval(rule.approval, [...at, 'approval']);
     if (isObj(rule.when)) {
-      checkSelector(rule.when.director, [...at, 'when', 'director']);
+      if (checkSelector(rule.when.director, [...at, 'when', 'director']) === 0) {
+        problems.push({
+          path: [...at, 'when', 'director'],
+          message: 'selects no principal: the rule could never match',
+        });
+      }
       if (isObj(rule.when.args)) {
         for (const [arg, constraint] of Object.entries(rule.when.args)) {
           if (!isObj(constraint)) continue;

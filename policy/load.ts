@@ -14,6 +14,9 @@ import type { DocumentProblem } from './errors.ts';
 import { describeValue, GovernanceDocumentSchema } from './schema.ts';
 import type { GovernanceDocument } from './schema.ts';
 
+// beyond this many syntax errors the rest are echoes of the first
+const MAX_SYNTAX_ERRORS = 20;
+
 /** Largest governance document accepted, in characters. */
 export const MAX_DOCUMENT_CHARS = 2 * 1024 * 1024;
 
@@ -32,7 +35,8 @@ export type LoadResult =
 type Path = readonly PropertyKey[];
 
 /** Parses and validates governance text. `file` is only used in messages. */
-export function parseGovernance(text: string, file: string): LoadResult {
+export function parseGovernance(input: string, file: string): LoadResult {
+  const text = input.startsWith('\uFEFF') ? input.slice(1) : input;
   if (text.length > MAX_DOCUMENT_CHARS) {
     return fail([
       {
@@ -61,13 +65,23 @@ export function parseGovernance(text: string, file: string): LoadResult {
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true });
   if (doc.errors.length > 0) {
     return fail(
-      doc.errors.map((error) => ({
-        file,
-        line: error.linePos?.[0].line,
-        path: '(root)',
-        message: `invalid YAML: ${error.message.split('\n')[0]}`,
-      })),
+      dedupe(
+        doc.errors.slice(0, MAX_SYNTAX_ERRORS).map((error) => ({
+          file,
+          line: lineCounter.linePos(error.pos[0]).line,
+          path: '(root)',
+          message:
+            error.code === 'DUPLICATE_KEY'
+              ? `invalid YAML: duplicate key ${JSON.stringify(keyTextAt(text, error.pos[0]))}`
+              : `invalid YAML: ${error.message.split('\n')[0]}`,
+        })),
+      ),
     );
+  }
+  if (doc.contents === null) {
+    return fail([
+      { file, line: undefined, path: '(root)', message: 'expected a governance document, got an empty file' },
+    ]);
   }
   let raw: unknown;
   try {
@@ -157,6 +171,9 @@ function describeIssue(issue: z.core.$ZodIssue): Described[] {
   const path = issue.path;
   const got = (): string => describeValue(issue.input);
   const custom = issue.message.startsWith('expected') ? issue.message : undefined;
+  const withGot = (message: string): string =>
+    message.includes(', got ') ? message : `${message}, got ${got()}`;
+  const one = (message: string, atKey = false): Described[] => [{ path, message, atKey }];
   switch (issue.code) {
     case 'unrecognized_keys':
       return issue.keys.map((key) => ({
@@ -166,58 +183,44 @@ function describeIssue(issue: z.core.$ZodIssue): Described[] {
       }));
     case 'invalid_type':
       if (issue.input === undefined)
-        return [
-          { path, message: `missing required key: expected ${expectedPhrase(issue.expected)}`, atKey: false },
-        ];
-      return [
-        { path, message: custom ?? `expected ${expectedPhrase(issue.expected)}, got ${got()}`, atKey: false },
-      ];
-    case 'invalid_value':
-      return [
-        {
-          path,
-          message:
-            custom ?? `expected ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${got()}`,
-          atKey: false,
-        },
-      ];
+        return one(`missing required key: expected ${expectedPhrase(issue.expected)}`);
+      return one(withGot(custom ?? `expected ${expectedPhrase(issue.expected)}`));
+    case 'invalid_value': {
+      const expected = `expected ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}`;
+      if (issue.input === undefined) return one(`missing required key: ${expected}`);
+      return one(withGot(custom ?? expected));
+    }
     case 'too_small':
     case 'too_big': {
       const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
       const word = issue.code === 'too_small' ? 'at least' : 'at most';
+      const plural = (n: number | bigint): string => (Number(n) === 1 ? '' : 's');
       const size = Array.isArray(issue.input)
-        ? `${issue.input.length} items`
+        ? `${issue.input.length} item${plural(issue.input.length)}`
         : typeof issue.input === 'string'
-          ? `${issue.input.length} characters`
+          ? `${issue.input.length} character${plural(issue.input.length)}`
           : got();
-      const unit = issue.origin === 'array' ? ' items' : issue.origin === 'string' ? ' characters' : '';
-      return [{ path, message: `expected ${word} ${String(bound)}${unit}, got ${size}`, atKey: false }];
+      const unit =
+        issue.origin === 'array'
+          ? ` item${plural(bound)}`
+          : issue.origin === 'string'
+            ? ` character${plural(bound)}`
+            : '';
+      return one(`expected ${word} ${String(bound)}${unit}, got ${size}`);
     }
     case 'invalid_format':
-      return [{ path, message: `${custom ?? `expected ${issue.format}`}, got ${got()}`, atKey: false }];
+      return one(withGot(custom ?? `expected ${issue.format}`));
     case 'invalid_key':
-      return [
-        {
-          path,
-          message: `invalid key ${got()}: ${issue.issues.map((i) => i.message).join('; ')}`,
-          atKey: true,
-        },
-      ];
+      return one(`invalid key ${got()}: ${issue.issues.map((i) => i.message).join('; ')}`, true);
     case 'invalid_union':
-      return [{ path, message: custom ?? `expected one of several shapes, got ${got()}`, atKey: false }];
-    case 'custom':
-      return [
-        {
-          path,
-          message:
-            issue.input === undefined || issue.message.includes(', got')
-              ? issue.message
-              : `${issue.message}, got ${got()}`,
-          atKey: false,
-        },
-      ];
+      return one(withGot(custom ?? 'expected one of several shapes'));
+    case 'custom': {
+      // messages that already quote the offending text need no ", got"
+      const quoted = typeof issue.input === 'string' && issue.message.includes(JSON.stringify(issue.input));
+      return one(issue.input === undefined || quoted ? issue.message : withGot(issue.message));
+    }
     default:
-      return [{ path, message: issue.message, atKey: false }];
+      return one(issue.message);
   }
 }
 
@@ -297,9 +300,17 @@ export function formatPath(path: Path): string {
 }
 
 function jsonErrorLine(text: string, error: unknown): number | undefined {
-  const match = /position (\d+)/.exec((error as Error).message);
+  const message = (error as Error).message;
+  if (message.includes('end of JSON input')) return text.trimEnd().split('\n').length;
+  const match = /position (\d+)/.exec(message);
   if (!match) return undefined;
   return text.slice(0, Number(match[1])).split('\n').length;
+}
+
+function keyTextAt(text: string, offset: number): string {
+  const rest = text.slice(offset, offset + 200);
+  const quoted = /^(["'])(.*?)\1/.exec(rest);
+  return quoted ? quoted[2]! : (/^[^:\n]*/.exec(rest)?.[0] ?? '').trim();
 }
 
 function deepFreeze<T>(value: T): T {

@@ -37,7 +37,7 @@ export function checkRegexSafety(pattern: string): string | undefined {
   try {
     new RegExp(pattern, 'u');
   } catch (error) {
-    return `invalid regular expression: ${(error as Error).message}`;
+    return `invalid regular expression: ${(error as Error).message.replace(/^Invalid regular expression: /, '')}`;
   }
   try {
     const parser = new Parser(pattern);

@@ -10,6 +10,9 @@ import { checkGlob } from './glob.ts';
 import { checkRegexSafety } from './regex-safety.ts';
 import { CHANNELS, TIERS } from './tiers.ts';
 
+// an "at least one key" check is noise next to an unknown-key error on the same object
+const onlyWhenClean = (payload: { issues: readonly unknown[] }): boolean => payload.issues.length === 0;
+
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const ARG_PATH_PATTERN = /^[A-Za-z_$][\w$-]*(?:\.[A-Za-z_$][\w$-]*)*$/;
 
@@ -43,6 +46,7 @@ export const PrincipalSelectorSchema = z
   })
   .refine((s) => s.roles !== undefined || s.minLevel !== undefined || s.principals !== undefined, {
     error: 'expected at least one of roles, minLevel, principals',
+    when: onlyWhenClean,
   });
 export type PrincipalSelector = z.infer<typeof PrincipalSelectorSchema>;
 
@@ -84,6 +88,7 @@ export const ArgConstraintSchema = z
   })
   .refine((c) => Object.keys(c).length > 0, {
     error: 'expected at least one operator: eq, ne, in, notIn, lt, lte, gt, gte, matches, prefix',
+    when: onlyWhenClean,
   });
 export type ArgConstraint = z.infer<typeof ArgConstraintSchema>;
 export const CONSTRAINT_OPERATORS = [
@@ -102,11 +107,9 @@ export const CONSTRAINT_OPERATORS = [
 export const WhenSchema = z.strictObject({
   args: z
     .record(
-      z
-        .string()
-        .regex(ARG_PATH_PATTERN, {
-          error: 'expected an argument name or dotted path such as amountCents or recipient.domain',
-        }),
+      z.string().regex(ARG_PATH_PATTERN, {
+        error: 'expected an argument name or dotted path such as amountCents or recipient.domain',
+      }),
       ArgConstraintSchema,
     )
     .optional(),
