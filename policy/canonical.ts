@@ -13,14 +13,32 @@ export function canonicalJson(value: unknown): string {
     case 'boolean':
       return value ? 'true' : 'false';
     case 'string':
+      if (!value.isWellFormed()) throw new TypeError('canonical JSON cannot represent a lone surrogate');
       return JSON.stringify(value);
     case 'number':
       if (!Number.isFinite(value)) throw new TypeError(`canonical JSON cannot represent ${value}`);
       return JSON.stringify(value);
     case 'object': {
-      if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+      if (Array.isArray(value)) {
+        const items: string[] = [];
+        for (let i = 0; i < value.length; i++) {
+          if (!(i in value)) throw new TypeError('canonical JSON cannot represent a sparse array');
+          items.push(canonicalJson(value[i]));
+        }
+        return `[${items.join(',')}]`;
+      }
+      const proto = Object.getPrototypeOf(value) as unknown;
+      // Maps, Dates and class instances would all collapse to "{}"; refuse them
+      if (proto !== Object.prototype && proto !== null) {
+        throw new TypeError(
+          `canonical JSON cannot represent a ${(value as object).constructor?.name ?? 'non-plain object'}`,
+        );
+      }
       const keys = Object.keys(value).filter((k) => (value as Record<string, unknown>)[k] !== undefined);
       keys.sort(compareUtf16);
+      for (const key of keys) {
+        if (!key.isWellFormed()) throw new TypeError('canonical JSON cannot represent a lone surrogate');
+      }
       return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
     }
     default:

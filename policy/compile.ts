@@ -72,6 +72,13 @@ export interface CompiledPolicy {
   select(selector: PrincipalSelector): readonly string[];
 }
 
+/**
+ * Longest string a `matches` pattern is run on. Longer arguments are read the restrictive way:
+ * they satisfy the constraint of an approval or prohibited rule and fail that of an autonomous or
+ * preapproved one, so length can neither loosen a decision nor stall it.
+ */
+export const MAX_MATCH_INPUT = 1024;
+
 // bounds memory when a model invents many tool names
 const CANDIDATE_CACHE_LIMIT = 4096;
 
@@ -129,7 +136,11 @@ export function compilePolicy(document: GovernanceDocument, policyVersion?: stri
         resources.filter((r) => r.startsWith('!')).map((r) => compileGlob(r.slice(1), '/')),
       ),
       hasResources: rule.resources !== undefined,
-      args: Object.freeze(Object.entries(rule.when?.args ?? {}).map(([path, c]) => compileArgCheck(path, c))),
+      args: Object.freeze(
+        Object.entries(rule.when?.args ?? {}).map(([path, c]) =>
+          compileArgCheck(path, c, TIER_RANK[rule.tier] >= TIER_RANK.approval),
+        ),
+      ),
       directors: rule.when?.director === undefined ? undefined : new Set(select(rule.when.director)),
       perRun: rule.limits?.perRun,
       approval: rule.tier === 'approval' ? (requirement(rule.approval) ?? defaultApproval) : null,
@@ -189,7 +200,7 @@ const isScalar = (v: unknown): v is Scalar =>
   typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
-function compileArgCheck(path: string, constraint: ArgConstraint): CompiledArgCheck {
+function compileArgCheck(path: string, constraint: ArgConstraint, restrictive: boolean): CompiledArgCheck {
   const tests: ((value: unknown) => boolean)[] = [];
   const { eq, ne, in: inList, notIn, lt, lte, gt, gte, matches, prefix } = constraint;
   // a wrongly typed argument never satisfies a constraint, including ne and notIn
@@ -210,7 +221,7 @@ function compileArgCheck(path: string, constraint: ArgConstraint): CompiledArgCh
   if (gte !== undefined) tests.push((v) => isNumber(v) && v >= gte);
   if (matches !== undefined) {
     const regex = new RegExp(matches, 'u');
-    tests.push((v) => typeof v === 'string' && regex.test(v));
+    tests.push((v) => typeof v === 'string' && (v.length > MAX_MATCH_INPUT ? restrictive : regex.test(v)));
   }
   if (prefix !== undefined) tests.push((v) => typeof v === 'string' && v.startsWith(prefix));
   return Object.freeze({

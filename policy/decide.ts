@@ -14,7 +14,7 @@
 import type { ApprovalRequirement, CompiledPolicy, CompiledRule } from './compile.ts';
 import { compileGlob, isLiteralGlob } from './glob.ts';
 import { normaliseResource } from './resource.ts';
-import { DecisionCode, Posture, TIER_RANK } from './tiers.ts';
+import { DecisionCode, Posture, POSTURES, TIER_RANK } from './tiers.ts';
 import type { Tier } from './tiers.ts';
 import type { ToolCatalog } from './tool-spec.ts';
 
@@ -86,8 +86,13 @@ const HINTS = {
 
 /** Decides one proposed call. Never throws: internal errors give `prohibited`. */
 export function decide(policy: CompiledPolicy, request: ActionRequest, context: DecisionContext): Decision {
-  const posture = context.posture ?? Posture.normal;
+  // an unknown posture (a typo, a newer observer) fails closed as revoked
+  const given: unknown = context?.posture ?? Posture.normal;
+  const posture: Posture = (POSTURES as readonly unknown[]).includes(given)
+    ? (given as Posture)
+    : Posture.revoked;
   try {
+    if (posture !== given) throw new Error(`unknown posture ${String(given)}`);
     return decideUnsafe(policy, request, context, posture);
   } catch {
     return refusal(policy, posture, DecisionCode.internalError, 'internal_error', HINTS.internal, null);
@@ -123,10 +128,10 @@ function decideUnsafe(
     }
     args = parsed.data;
     const derived = spec.resource?.(parsed.data as never);
+    // the resource comes from validated arguments, never from the caller's word
     if (
       request.resource !== undefined &&
-      derived !== undefined &&
-      normaliseResource(request.resource) !== normaliseResource(derived)
+      (derived === undefined || normaliseResource(request.resource) !== normaliseResource(derived))
     ) {
       return refusal(
         policy,
@@ -137,7 +142,7 @@ function decideUnsafe(
         null,
       );
     }
-    rawResource = derived ?? (spec.resource ? undefined : request.resource);
+    rawResource = derived;
   } else if (context.unregisteredTools === 'decide-from-rules') {
     note = `no schema registered for ${JSON.stringify(request.tool)}: decided from the rules alone, arguments not validated; `;
   } else {
@@ -250,8 +255,7 @@ function ruleMatches(
   director: string | undefined,
   used: Readonly<Record<string, number>>,
 ): boolean {
-  if (rule.perRun !== undefined && (Object.hasOwn(used, rule.id) ? (used[rule.id] ?? 0) : 0) >= rule.perRun)
-    return false;
+  if (rule.perRun !== undefined && usedCount(used, rule.id) >= rule.perRun) return false;
   if (rule.hasResources) {
     if (resource === undefined) return false;
     if (!rule.positives.some((g) => g.test(resource))) return false;
@@ -262,6 +266,13 @@ function ruleMatches(
     if (!check.test(argAt(args, check.path))) return false;
   }
   return true;
+}
+
+// a count that is not a non-negative integer cannot be trusted: the limit counts as spent
+function usedCount(used: Readonly<Record<string, number>>, ruleId: string): number {
+  if (!Object.hasOwn(used, ruleId)) return 0;
+  const count = used[ruleId];
+  return Number.isInteger(count) && (count as number) >= 0 ? (count as number) : Infinity;
 }
 
 const MISSING = Symbol('missing');

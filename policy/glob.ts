@@ -6,6 +6,7 @@
  * Patterns compile once to an anchored RegExp.
  * @module
  */
+import { hasControlCharacter } from './resource.ts';
 
 export type GlobSeparator = '/' | '.';
 
@@ -25,6 +26,8 @@ export function checkGlob(pattern: string, separator: GlobSeparator): string | u
   }
 }
 
+const URL_GLOB_PREFIX = /^[a-z][a-z0-9+.-]*:\/\/[^/]*/i;
+
 const REGEX_SPECIAL = /[\\^$.*+?()[\]{}|/]/g;
 const escapeRegex = (text: string): string => text.replace(REGEX_SPECIAL, '\\$&');
 
@@ -36,8 +39,17 @@ export function isLiteralGlob(pattern: string): boolean {
 /** Compiles a glob; throws an Error describing the first problem. */
 export function compileGlob(pattern: string, separator: GlobSeparator): Glob {
   if (pattern.length === 0) throw new Error('expected a non-empty glob, got ""');
-  if (/[\0\n\r]/.test(pattern)) throw new Error('expected a glob without control characters');
-  const segments = pattern.split(separator);
+  if (hasControlCharacter(pattern)) throw new Error('expected a glob without control characters');
+  // `https://host/**`: scheme and authority are one leading segment (resources lowercase them)
+  const url = separator === '/' ? URL_GLOB_PREFIX.exec(pattern) : null;
+  const body = url ? pattern.slice(url[0].length) : pattern;
+  if (url && body !== '' && !body.startsWith('/'))
+    throw new Error(`expected "/" after the host in "${pattern}"`);
+  if (separator === '/' && body.length > 1 && body.endsWith('/')) {
+    throw new Error(`trailing "/" in "${pattern}" never matches (resources are normalised without it)`);
+  }
+  const segments = (url ? `${url[0].toLowerCase()}${body}` : pattern).split(separator);
+  if (url) segments.splice(0, 3, segments.slice(0, 3).join(separator));
   const sep = escapeRegex(separator);
   const notSep = `[^${sep}]`;
   let re = '';

@@ -5,6 +5,11 @@
  * possibly overlapping atoms with nothing mandatory between them (`\d+\d+`, `.*.*`). Also
  * rejects backreferences and lookbehind, which policy patterns never need.
  *
+ * Also rejects a group repeated more than once that holds an unbounded repeat (`(.*a){12}`),
+ * and more than two unbounded wildcards (`a.*b.*c.*d`: polynomial of degree four). What still
+ * backtracks quadratically (`\s+$`, retried at each start position) is bounded at decision time:
+ * arguments longer than `MAX_MATCH_INPUT` are never run through a pattern (see `compile.ts`).
+ *
  * Conservative by design: a rejected pattern can always be rewritten (`[ab]+` for `(a|b)+`).
  * @module
  */
@@ -14,10 +19,13 @@ export const MAX_PATTERN_LENGTH = 512;
 
 interface Quantifier {
   readonly min: number;
+  readonly max: number;
   readonly unbounded: boolean;
 }
 interface Item {
   readonly kind: 'atom' | 'group' | 'anchor';
+  /** lookahead groups consume nothing, so they never sit "between" two repeats */
+  readonly zeroWidth?: boolean;
   /** for atoms: the source text, used to judge overlap */
   readonly text: string;
   readonly alternatives: Item[][];
@@ -28,6 +36,10 @@ class PatternProblem extends Error {}
 
 // repeats with a large upper bound backtrack like unbounded ones
 const LARGE_BOUND = 32;
+// alternation repeated more often than this multiplies paths past any useful bound
+const ALTERNATION_REPEAT_LIMIT = 4;
+// each unbounded wildcard separated by literals adds one degree to the worst-case polynomial
+const MAX_WILDCARD_REPEATS = 2;
 
 /** Returns a problem description, or `undefined` when the pattern is accepted. */
 export function checkRegexSafety(pattern: string): string | undefined {
@@ -43,6 +55,11 @@ export function checkRegexSafety(pattern: string): string | undefined {
     const parser = new Parser(pattern);
     const alternatives = parser.parseAlternatives();
     for (const sequence of alternatives) checkSequence(sequence);
+    if (countWildcardRepeats(alternatives) > MAX_WILDCARD_REPEATS) {
+      throw new PatternProblem(
+        `pattern prone to polynomial backtracking: more than ${MAX_WILDCARD_REPEATS} unbounded wildcard repeats (.*, [^…]*, \\S+)`,
+      );
+    }
     return undefined;
   } catch (error) {
     if (error instanceof PatternProblem) return error.message;
@@ -58,25 +75,48 @@ function containsUnboundedRepeat(items: readonly Item[]): boolean {
   );
 }
 
+const WIDE_ATOM = /^(?:\.|\[\^|\\[SWD])/;
+
+function countWildcardRepeats(alternatives: readonly (readonly Item[])[]): number {
+  let count = 0;
+  for (const sequence of alternatives) {
+    for (const item of sequence) {
+      if (item.kind === 'group') count += countWildcardRepeats(item.alternatives);
+      else if (item.quantifier?.unbounded && WIDE_ATOM.test(item.text)) count++;
+    }
+  }
+  return count;
+}
+
+/** An unbounded repeat, or a group holding one: either can give back text to its neighbour. */
+function isUnboundedLike(item: Item): boolean {
+  return (
+    item.quantifier?.unbounded === true ||
+    (item.kind === 'group' && item.alternatives.some((alt) => containsUnboundedRepeat(alt)))
+  );
+}
+
 function checkSequence(items: readonly Item[]): void {
   let lastUnbounded: Item | undefined;
   for (const item of items) {
     if (item.kind === 'group') {
       for (const alt of item.alternatives) checkSequence(alt);
-      if (item.quantifier?.unbounded) {
+      if (item.zeroWidth) continue;
+      const repeats = item.quantifier !== undefined && item.quantifier.max > 1;
+      if (repeats && item.alternatives.length > 1 && item.quantifier!.max > ALTERNATION_REPEAT_LIMIT) {
+        throw new PatternProblem(
+          'pattern prone to catastrophic backtracking: alternation inside a repeated group (use a character class)',
+        );
+      }
+      if (repeats) {
         if (item.alternatives.some((alt) => containsUnboundedRepeat(alt))) {
           throw new PatternProblem(
             'pattern prone to catastrophic backtracking: a repeated group contains another unbounded repeat',
           );
         }
-        if (item.alternatives.length > 1) {
-          throw new PatternProblem(
-            'pattern prone to catastrophic backtracking: alternation inside a repeated group (use a character class)',
-          );
-        }
       }
     }
-    if (item.quantifier?.unbounded) {
+    if (isUnboundedLike(item)) {
       if (lastUnbounded && mayOverlap(lastUnbounded, item)) {
         throw new PatternProblem(
           `pattern prone to catastrophic backtracking: adjacent unbounded repeats ${describe(lastUnbounded)} and ${describe(item)} can match the same text`,
@@ -132,18 +172,21 @@ class Parser {
       if (this.source.startsWith('?<=', this.pos) || this.source.startsWith('?<!', this.pos)) {
         throw new PatternProblem('lookbehind is not supported in policy patterns');
       }
-      if (
-        this.source.startsWith('?:', this.pos) ||
-        this.source.startsWith('?=', this.pos) ||
-        this.source.startsWith('?!', this.pos)
-      ) {
+      const zeroWidth = this.source.startsWith('?=', this.pos) || this.source.startsWith('?!', this.pos);
+      if (zeroWidth || this.source.startsWith('?:', this.pos)) {
         this.pos += 2;
       } else if (this.source.startsWith('?<', this.pos)) {
         this.pos = this.source.indexOf('>', this.pos) + 1;
       }
       const alternatives = this.parseAlternatives();
       this.pos++; // ')'
-      return { kind: 'group', text: this.source.slice(start, this.pos), alternatives, quantifier: undefined };
+      return {
+        kind: 'group',
+        text: this.source.slice(start, this.pos),
+        alternatives,
+        quantifier: undefined,
+        zeroWidth,
+      };
     }
     if (ch === '[') {
       this.pos++;
@@ -190,9 +233,9 @@ class Parser {
   private parseQuantifier(): Quantifier | undefined {
     const ch = this.source[this.pos];
     let quantifier: Quantifier | undefined;
-    if (ch === '*') quantifier = { min: 0, unbounded: true };
-    else if (ch === '+') quantifier = { min: 1, unbounded: true };
-    else if (ch === '?') quantifier = { min: 0, unbounded: false };
+    if (ch === '*') quantifier = { min: 0, max: Infinity, unbounded: true };
+    else if (ch === '+') quantifier = { min: 1, max: Infinity, unbounded: true };
+    else if (ch === '?') quantifier = { min: 0, max: 1, unbounded: false };
     if (quantifier) {
       this.pos++;
     } else if (ch === '{') {
@@ -201,7 +244,7 @@ class Parser {
       this.pos += match[0].length;
       const min = Number(match[1]);
       const max = match[2] === undefined ? min : match[3] === '' ? Infinity : Number(match[3]);
-      quantifier = { min, unbounded: max > LARGE_BOUND };
+      quantifier = { min, max, unbounded: max > LARGE_BOUND };
     } else {
       return undefined;
     }

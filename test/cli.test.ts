@@ -93,26 +93,63 @@ describe('governance explain', () => {
   };
 
   test('--json prints exactly one object with the documented keys', async () => {
-    const decision = await explainJson(ops, '--tool', 'fs.write', '--args', '{"path":"/workspace/docs/a.md","content":"x"}');
-    expect(Object.keys(decision)).toEqual(['tier', 'ruleId', 'reason', 'approval', 'posture', 'policyVersion']);
-    expect(decision).toMatchObject({ tier: 'preapproved', ruleId: 'write-docs', approval: null, posture: 'normal' });
+    const decision = await explainJson(
+      ops,
+      '--tool',
+      'fs.write',
+      '--args',
+      '{"path":"/workspace/docs/a.md","content":"x"}',
+    );
+    expect(Object.keys(decision)).toEqual([
+      'tier',
+      'ruleId',
+      'reason',
+      'approval',
+      'posture',
+      'policyVersion',
+    ]);
+    expect(decision).toMatchObject({
+      tier: 'preapproved',
+      ruleId: 'write-docs',
+      approval: null,
+      posture: 'normal',
+    });
     expect(decision.policyVersion).toMatch(/^[0-9a-f]{64}$/);
   });
 
   test('ruleId is null when the default applied, and approval carries the requirement', async () => {
-    const decision = await explainJson(ops, '--tool', 'fs.write', '--args', '{"path":"/workspace/src/main.ts","content":"x"}');
+    const decision = await explainJson(
+      ops,
+      '--tool',
+      'fs.write',
+      '--args',
+      '{"path":"/workspace/src/main.ts","content":"x"}',
+    );
     expect(decision).toMatchObject({
       tier: 'approval',
       ruleId: null,
-      approval: { eligible: ['alice', 'bob', 'dana'], quorum: 1, timeoutMs: 900_000, channels: ['slack', 'web'] },
+      approval: {
+        eligible: ['alice', 'bob', 'dana'],
+        quorum: 1,
+        timeoutMs: 900_000,
+        channels: ['slack', 'web'],
+      },
     });
   });
 
   test('a tool without a registered schema is decided from the rules alone and says so', async () => {
-    const decision = await explainJson(finance, '--tool', 'billing.refund', '--args', '{"amountCents": 900000, "currency": "USD"}');
+    const decision = await explainJson(
+      finance,
+      '--tool',
+      'billing.refund',
+      '--args',
+      '{"amountCents": 900000, "currency": "USD"}',
+    );
     expect(decision.tier).toBe('prohibited');
     expect(decision.ruleId).toBe('refund-too-large');
-    expect(decision.reason).toMatch(/^no schema registered for "billing.refund": decided from the rules alone/);
+    expect(decision.reason).toMatch(
+      /^no schema registered for "billing.refund": decided from the rules alone/,
+    );
   });
 
   test('director, posture, frozen tools and used limits are applied', async () => {
@@ -120,14 +157,22 @@ describe('governance explain', () => {
     expect((await explainJson(ops, ...restart, '--director', 'bob')).tier).toBe('preapproved');
     expect((await explainJson(ops, ...restart, '--director', 'carol')).ruleId).toBe('restart-by-engineer');
     // the spent limit stops the preapproved rule matching; bob is no engineer, so the default applies
-    expect(await explainJson(ops, ...restart, '--director', 'bob', '--used', '{"restart-staging-service":3}')).toMatchObject({
+    expect(
+      await explainJson(ops, ...restart, '--director', 'bob', '--used', '{"restart-staging-service":3}'),
+    ).toMatchObject({
       tier: 'approval',
       ruleId: null,
     });
     const read = ['--tool', 'fs.read', '--args', '{"path":"/workspace/README.md"}'];
-    expect(await explainJson(ops, ...read, '--posture', 'conservative')).toMatchObject({ tier: 'approval', posture: 'conservative' });
+    expect(await explainJson(ops, ...read, '--posture', 'conservative')).toMatchObject({
+      tier: 'approval',
+      posture: 'conservative',
+    });
     expect(await explainJson(ops, ...read, '--frozen', 'fs.*')).toMatchObject({ tier: 'prohibited' });
-    expect(await explainJson(ops, ...read, '--posture', 'revoked')).toMatchObject({ tier: 'prohibited', posture: 'revoked' });
+    expect(await explainJson(ops, ...read, '--posture', 'revoked')).toMatchObject({
+      tier: 'prohibited',
+      posture: 'revoked',
+    });
   });
 
   test('invalid arguments are prohibited with reason invalid_arguments', async () => {
@@ -136,7 +181,15 @@ describe('governance explain', () => {
   });
 
   test('the human-readable form shows the rule, the approval and the denial', async () => {
-    const result = await run('governance', 'explain', ops, '--tool', 'fs.write', '--args', '{"path":"/workspace/config/app.yaml","content":"x"}');
+    const result = await run(
+      'governance',
+      'explain',
+      ops,
+      '--tool',
+      'fs.write',
+      '--args',
+      '{"path":"/workspace/config/app.yaml","content":"x"}',
+    );
     expect(result.code).toBe(0);
     expect(result.stdout.replace(/[0-9a-f]{64}/, '<version>')).toMatchInlineSnapshot(`
       "tier:          approval
@@ -152,7 +205,10 @@ describe('governance explain', () => {
 
   test.each([
     [['--tool'], /--tool/],
-    [['--posture', 'relaxed', '--tool', 'fs.read'], /--posture: expected one of normal, conservative, revoked, got "relaxed"/],
+    [
+      ['--posture', 'relaxed', '--tool', 'fs.read'],
+      /--posture: expected one of normal, conservative, revoked, got "relaxed"/,
+    ],
     [['--tool', 'fs.read', '--args', '{oops'], /--args: expected JSON/],
     [['--tool', 'fs.read', '--used', '{"a":-1}'], /--used: expected a JSON object/],
     [['--tool', 'fs.read', '--director', 'mallory'], /--director: unknown principal "mallory"/],
@@ -180,7 +236,10 @@ describe('the package bin, as a real process', () => {
   const exec = promisify(execFile);
   const spawnCli = async (...argv: string[]) => {
     try {
-      const { stdout, stderr } = await exec(process.execPath, [bin, ...argv], { cwd: root, timeout: 120_000 });
+      const { stdout, stderr } = await exec(process.execPath, [bin, ...argv], {
+        cwd: root,
+        timeout: 120_000,
+      });
       return { code: 0, stdout, stderr };
     } catch (error) {
       const e = error as { code: number; stdout: string; stderr: string };
