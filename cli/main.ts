@@ -5,6 +5,7 @@
 import { AgentRuntimeError } from '../policy/index.ts';
 import { benchCommand } from './commands/bench.ts';
 import { governanceCommand } from './commands/governance.ts';
+import { keysCommand } from './commands/keys.ts';
 import { startCommand } from './commands/start.ts';
 import { temporalCommand } from './commands/temporal.ts';
 import { ExitCode, println, UsageError } from './io.ts';
@@ -12,6 +13,7 @@ import type { CliIo, Command } from './io.ts';
 
 const COMMANDS: Readonly<Record<string, Command>> = {
   governance: governanceCommand,
+  keys: keysCommand,
   bench: benchCommand,
   temporal: temporalCommand,
   start: startCommand,
@@ -25,6 +27,7 @@ commands:
   governance validate <file>        check a governance document
   governance explain <file> ...     decide one proposed call and say why
   governance table <file>           print every rule with its tier
+  keys init [--dir D] [--force]     create the vote-signing key (approval service)
   bench decide [--rules N]          decision latency benchmark
   temporal provision|path           find or install the Temporal CLI (dev server)
   start                             embedded Temporal dev server + the example decision table`;

@@ -26,3 +26,16 @@ export { decide } from './decide.ts';
 export type { ActionRequest, Decision, DecisionContext, Denial } from './decide.ts';
 export { toolCatalog } from './tool-spec.ts';
 export type { AnyToolSpec, ToolCatalog, ToolSpec } from './tool-spec.ts';
+export {
+  actionDigest,
+  keyIdOf,
+  signVote,
+  SignedVoteSchema,
+  tallyVotes,
+  verifyVote,
+  VOTE_DOMAIN,
+  VotePayloadSchema,
+  VoteRefusal,
+  voteSigningBytes,
+} from './votes.ts';
+export type { ActionIdentity, ExpectedAction, SignedVote, Tally, VoteCheck, VotePayload } from './votes.ts';

@@ -264,3 +264,16 @@ describe('the package bin, as a real process', () => {
     expect(result.stdout).toMatch(/no-production\s+\*\*\s+environment eq "production"\s+prohibited/);
   });
 });
+
+describe('keys init', () => {
+  test('creates the key pair once and refuses to overwrite it without --force', async () => {
+    const dir = join(await mkdtemp(join(tmpdir(), 'ar-keys-cli-')), 'keys');
+    const first = await run('keys', 'init', '--dir', dir);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/^key ed25519:[0-9a-f]{16}\n/);
+    const again = await run('keys', 'init', '--dir', dir);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('already exists (use --force to replace it');
+    expect((await run('keys', 'init', '--dir', dir, '--force')).code).toBe(0);
+  });
+});

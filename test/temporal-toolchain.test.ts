@@ -10,7 +10,16 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { compilePolicy, decide, parseGovernanceOrThrow, toolCatalog } from '../policy/index.ts';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import {
+  actionDigest,
+  compilePolicy,
+  decide,
+  parseGovernanceOrThrow,
+  signVote,
+  toolCatalog,
+} from '../policy/index.ts';
 import type { ActionRequest } from '../policy/index.ts';
 import { BUILTIN_TOOL_SPECS } from '../tools/builtin-specs.ts';
 import { connectTestEnv } from './temporal.ts';
@@ -49,7 +58,7 @@ const calls: ActionRequest[] = [
   { tool: 'shell.exec', args: { command: 'rm -rf /' } },
 ];
 
-test('the decision point runs inside a workflow on the real dev server and matches the local decision', async () => {
+test('the decision point and vote verification run inside a workflow on the real dev server', async () => {
   const loaded = parseGovernanceOrThrow(await readFile(governanceFile, 'utf8'), governanceFile);
   const taskQueue = `toolchain-${randomUUID()}`;
   const worker = await Worker.create({
@@ -59,13 +68,43 @@ test('the decision point runs inside a workflow on the real dev server and match
     workflowBundle: bundle,
   });
   const workflowId = `toolchain-${randomUUID()}`;
+  const secretKey = ed25519.utils.randomSecretKey();
+  const expectAction = {
+    workflowId: `${workflowId}/approval-2`,
+    step: 2,
+    actionDigest: actionDigest({
+      tool: 'fs.write',
+      args: calls[2]!.args,
+      resource: '/workspace/config/app.yaml',
+      policyVersion: loaded.policyVersion,
+    }),
+  };
+  const signed = signVote(
+    { ...expectAction, decision: 'approve', approver: 'bob', expiresAt: 2_000_000_000_000 },
+    secretKey,
+  );
   const result = await worker.runUntil(
     env.client.workflow.execute<typeof decisionWorkflow>('decisionWorkflow', {
       taskQueue,
       workflowId,
-      args: [{ document: loaded.document, policyVersion: loaded.policyVersion, calls, posture: 'normal' }],
+      args: [
+        {
+          document: loaded.document,
+          policyVersion: loaded.policyVersion,
+          calls,
+          posture: 'normal',
+          vote: {
+            signed,
+            publicKeyHex: bytesToHex(ed25519.getPublicKey(secretKey)),
+            expect: expectAction,
+            nowMs: 1_900_000_000_000,
+          },
+        },
+      ],
     }),
   );
+  // Ed25519 verification (pure JS) runs inside the workflow sandbox: the approval workflow's validator can use it
+  expect(result.voteCheck).toMatchObject({ ok: true, vote: { approver: 'bob', decision: 'approve' } });
 
   const policy = compilePolicy(loaded.document, loaded.policyVersion);
   const local = calls.map((call) => decide(policy, call, { tools: toolCatalog(BUILTIN_TOOL_SPECS) }));

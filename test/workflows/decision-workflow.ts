@@ -4,8 +4,16 @@
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { compilePolicy, decide, digestOf, toolCatalog, validateGovernance } from '../../policy/index.ts';
-import type { ActionRequest, Decision, Posture } from '../../policy/index.ts';
+import {
+  compilePolicy,
+  decide,
+  digestOf,
+  keyIdOf,
+  toolCatalog,
+  validateGovernance,
+  verifyVote,
+} from '../../policy/index.ts';
+import type { ActionRequest, Decision, ExpectedAction, Posture, VoteCheck } from '../../policy/index.ts';
 import { BUILTIN_TOOL_SPECS } from '../../tools/builtin-specs.ts';
 
 export interface DecisionWorkflowInput {
@@ -13,12 +21,20 @@ export interface DecisionWorkflowInput {
   readonly policyVersion: string;
   readonly calls: readonly ActionRequest[];
   readonly posture: Posture;
+  /** A signed vote checked inside the sandbox (pure Ed25519), with the trusted public key as hex. */
+  readonly vote?: {
+    readonly signed: unknown;
+    readonly publicKeyHex: string;
+    readonly expect: ExpectedAction;
+    readonly nowMs: number;
+  };
 }
 
 export interface DecisionWorkflowOutput {
   readonly decisions: readonly Decision[];
   readonly recomputedVersion: string;
   readonly runId: string;
+  readonly voteCheck: VoteCheck | null;
 }
 
 const PolicyVersionKey = defineSearchAttributeKey('PolicyVersion', SearchAttributeType.KEYWORD);
@@ -34,5 +50,15 @@ export async function decisionWorkflow(input: DecisionWorkflowInput): Promise<De
   const last = decisions[decisions.length - 1];
   if (last)
     upsertSearchAttributes([{ key: LastDecisionKey, value: `${last.tier}:${last.ruleId ?? 'default'}` }]);
-  return { decisions, recomputedVersion: digestOf(loaded.document), runId: workflowInfo().runId };
+  let voteCheck: VoteCheck | null = null;
+  if (input.vote) {
+    const publicKey = Uint8Array.from(input.vote.publicKeyHex.match(/../g) ?? [], (h) => parseInt(h, 16));
+    const publicKeys = new Map([[keyIdOf(publicKey), publicKey]]);
+    voteCheck = verifyVote(input.vote.signed, {
+      publicKeys,
+      nowMs: input.vote.nowMs,
+      expect: input.vote.expect,
+    });
+  }
+  return { decisions, recomputedVersion: digestOf(loaded.document), runId: workflowInfo().runId, voteCheck };
 }
