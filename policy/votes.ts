@@ -118,7 +118,7 @@ export function verifyVote(
   const { payload, keyId, signature } = parsed.data;
   const publicKey = options.publicKeys.get(keyId);
   if (!publicKey) return refuse(VoteRefusal.unknownKey, `no trusted key ${keyId}`);
-  let valid = false;
+  let valid: boolean;
   try {
     valid = ed25519.verify(hexToBytes(signature), voteSigningBytes(payload), publicKey);
   } catch {
