@@ -7,10 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, Worker } from '@temporalio/worker';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { Worker } from '@temporalio/worker';
+import { beforeAll, expect, test } from 'vitest';
 import { createApprovalActivities } from '../activities/approvals/index.ts';
 import {
   actionDigest,
@@ -25,13 +23,12 @@ import type { ApprovalRequirement, VotePayload } from '../policy/index.ts';
 import { BUILTIN_TOOL_SPECS } from '../tools/builtin-specs.ts';
 import type { approvalWorkflow } from '../workflows/approval.ts';
 import type { ApprovalNotice, ApprovalRequest, ApprovalResult } from '../workflows/approval-types.ts';
-import { connectTestEnv } from './temporal.ts';
+import { useTemporal } from './temporal.ts';
 
 const workflowsPath = fileURLToPath(new URL('../workflows/approval.ts', import.meta.url));
 const governanceFile = fileURLToPath(new URL('../examples/ops-staging/governance.yaml', import.meta.url));
 
-let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
+const temporal = useTemporal(workflowsPath);
 let writeConfig: ApprovalRequirement;
 let policyVersion: string;
 const serviceKey = ed25519.utils.randomSecretKey();
@@ -41,11 +38,6 @@ const trustedKeys = {
 };
 
 beforeAll(async () => {
-  env = await connectTestEnv();
-  bundle = await bundleWorkflowCode({
-    workflowsPath,
-    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} },
-  });
   const loaded = parseGovernanceOrThrow(await readFile(governanceFile, 'utf8'), governanceFile);
   const decision = decide(
     compilePolicy(loaded.document, loaded.policyVersion),
@@ -55,10 +47,6 @@ beforeAll(async () => {
   expect(decision.tier).toBe('approval');
   writeConfig = decision.approval!;
   policyVersion = loaded.policyVersion;
-});
-
-afterAll(async () => {
-  await env?.teardown();
 });
 
 const args = { path: '/workspace/config/app.yaml', content: 'replicas: 3', mode: 'create' };
@@ -81,16 +69,13 @@ async function startApproval(overrides: Partial<ApprovalRequirement> = {}) {
     trustedKeys,
   };
   const notices: ApprovalNotice[] = [];
-  const worker = await Worker.create({
-    connection: env.nativeConnection,
-    namespace: env.namespace ?? 'default',
+  const worker = await temporal.createWorker(
     taskQueue,
-    workflowBundle: bundle,
-    activities: createApprovalActivities((n) => {
+    createApprovalActivities((n) => {
       notices.push(n);
     }),
-  });
-  const handle = await env.client.workflow.start<typeof approvalWorkflow>('approvalWorkflow', {
+  );
+  const handle = await temporal.env.client.workflow.start<typeof approvalWorkflow>('approvalWorkflow', {
     taskQueue,
     workflowId,
     args: [request],
@@ -168,7 +153,7 @@ test('waiting approvals are listed with ApprovalState = PENDING; the status quer
     let listed: string[] = [];
     for (let i = 0; i < 50 && !listed.includes(workflowId); i++) {
       listed = [];
-      for await (const w of env.client.workflow.list({
+      for await (const w of temporal.env.client.workflow.list({
         query: `ApprovalState = 'PENDING' AND WorkflowId = '${workflowId}'`,
       })) {
         listed.push(w.workflowId);
@@ -226,7 +211,7 @@ test('forged, stale and ineligible votes sent straight to Temporal are refused a
   const history = await handle.fetchHistory();
   const signals = (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes);
   expect(signals.length).toBeGreaterThanOrEqual(10);
-  await Worker.runReplayHistory({ workflowBundle: bundle }, history, handle.workflowId);
+  await Worker.runReplayHistory({ workflowBundle: temporal.bundle }, history, handle.workflowId);
 });
 
 test('reminds on schedule, then escalates; the escalation approver may then decide', async () => {

@@ -6,10 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, Worker } from '@temporalio/worker';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { Worker } from '@temporalio/worker';
+import { expect, test } from 'vitest';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import {
@@ -22,32 +20,13 @@ import {
 } from '../policy/index.ts';
 import type { ActionRequest } from '../policy/index.ts';
 import { BUILTIN_TOOL_SPECS } from '../tools/builtin-specs.ts';
-import { connectTestEnv } from './temporal.ts';
+import { useTemporal } from './temporal.ts';
 import type { decisionWorkflow } from './workflows/decision-workflow.ts';
 
 const workflowsPath = fileURLToPath(new URL('./workflows/decision-workflow.ts', import.meta.url));
 const governanceFile = fileURLToPath(new URL('../examples/ops-staging/governance.yaml', import.meta.url));
 
-let env: TestWorkflowEnvironment;
-let bundle: WorkflowBundleWithSourceMap;
-
-beforeAll(async () => {
-  env = await connectTestEnv();
-  bundle = await bundleWorkflowCode({ workflowsPath, logger: quietLogger });
-});
-
-afterAll(async () => {
-  await env?.teardown();
-});
-
-const quietLogger = {
-  log: () => {},
-  trace: () => {},
-  debug: () => {},
-  info: () => {},
-  warn: () => {},
-  error: (message: string) => console.error(message),
-};
+const temporal = useTemporal(workflowsPath);
 
 const calls: ActionRequest[] = [
   { tool: 'fs.read', args: { path: '/workspace/src/app.ts' } },
@@ -61,12 +40,7 @@ const calls: ActionRequest[] = [
 test('the decision point and vote verification run inside a workflow on the real dev server', async () => {
   const loaded = parseGovernanceOrThrow(await readFile(governanceFile, 'utf8'), governanceFile);
   const taskQueue = `toolchain-${randomUUID()}`;
-  const worker = await Worker.create({
-    connection: env.nativeConnection,
-    namespace: env.namespace ?? 'default',
-    taskQueue,
-    workflowBundle: bundle,
-  });
+  const worker = await temporal.createWorker(taskQueue);
   const workflowId = `toolchain-${randomUUID()}`;
   const secretKey = ed25519.utils.randomSecretKey();
   const expectAction = {
@@ -84,7 +58,7 @@ test('the decision point and vote verification run inside a workflow on the real
     secretKey,
   );
   const result = await worker.runUntil(
-    env.client.workflow.execute<typeof decisionWorkflow>('decisionWorkflow', {
+    temporal.env.client.workflow.execute<typeof decisionWorkflow>('decisionWorkflow', {
       taskQueue,
       workflowId,
       args: [
@@ -125,14 +99,14 @@ test('the decision point and vote verification run inside a workflow on the real
   let listed: string[] = [];
   for (let i = 0; i < 50 && listed.length === 0; i++) {
     listed = [];
-    for await (const info of env.client.workflow.list({ query })) listed.push(info.workflowId);
+    for await (const info of temporal.env.client.workflow.list({ query })) listed.push(info.workflowId);
     if (listed.length === 0) await new Promise((r) => setTimeout(r, 100));
   }
   expect(listed).toEqual([workflowId]);
-  const description = await env.client.workflow.getHandle(workflowId).describe();
+  const description = await temporal.env.client.workflow.getHandle(workflowId).describe();
   expect(description.searchAttributes.LastDecision).toEqual(['prohibited:default']);
 
   // the recorded history replays against the same code without nondeterminism
-  const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
-  await Worker.runReplayHistory({ workflowBundle: bundle }, history, workflowId);
+  const history = await temporal.env.client.workflow.getHandle(workflowId).fetchHistory();
+  await Worker.runReplayHistory({ workflowBundle: temporal.bundle }, history, workflowId);
 });

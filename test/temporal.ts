@@ -2,8 +2,9 @@
  * Test helpers for the shared Temporal dev server started by `test/global-setup.ts`.
  */
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { inject } from 'vitest';
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { afterAll, beforeAll, inject } from 'vitest';
 
 let runtimeInstalled = false;
 
@@ -28,4 +29,57 @@ export function connectTestEnv(): Promise<TestWorkflowEnvironment> {
     address: inject('temporalAddress'),
     namespace: inject('temporalNamespace'),
   });
+}
+
+const QUIET_BUNDLER_LOGGER = {
+  log: () => {},
+  trace: () => {},
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: (message: string) => console.error(message),
+};
+
+/** A test file's view of the shared server: its connection and one bundle of its workflow module. */
+export interface TemporalSuite {
+  readonly env: TestWorkflowEnvironment;
+  readonly bundle: WorkflowBundleWithSourceMap;
+  /** A worker on `taskQueue` running the suite's bundle (and `activities`, if any). */
+  createWorker(taskQueue: string, activities?: object): Promise<Worker>;
+}
+
+/**
+ * Registers `beforeAll`/`afterAll` hooks that connect to the shared dev server and bundle
+ * `workflowsPath` once for the calling test file. Read the fields inside tests, not at import time.
+ */
+export function useTemporal(workflowsPath: string): TemporalSuite {
+  let env: TestWorkflowEnvironment | undefined;
+  let bundle: WorkflowBundleWithSourceMap | undefined;
+  beforeAll(async () => {
+    env = await connectTestEnv();
+    bundle = await bundleWorkflowCode({ workflowsPath, logger: QUIET_BUNDLER_LOGGER });
+  });
+  afterAll(async () => {
+    await env?.teardown();
+  });
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('useTemporal: read the suite inside a test, after beforeAll');
+    return value;
+  };
+  return {
+    get env() {
+      return ready(env);
+    },
+    get bundle() {
+      return ready(bundle);
+    },
+    createWorker: (taskQueue, activities) =>
+      Worker.create({
+        connection: ready(env).nativeConnection,
+        namespace: ready(env).namespace ?? 'default',
+        taskQueue,
+        workflowBundle: ready(bundle),
+        ...(activities === undefined ? {} : { activities }),
+      }),
+  };
 }
