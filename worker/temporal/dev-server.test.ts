@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -357,6 +359,21 @@ describe('shared test server (test/global-setup.ts)', () => {
       }
     } finally {
       await env.teardown();
+    }
+  });
+});
+
+describe('start-up port clashes', () => {
+  it('an explicitly chosen port that is taken fails at once, naming the cause', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const taken = (blocker.address() as AddressInfo).port;
+    try {
+      await expect(startDevServer({ uiPort: taken, startTimeoutMs: 30_000 })).rejects.toThrow(
+        /address already in use/,
+      );
+    } finally {
+      blocker.close();
     }
   });
 });

@@ -333,7 +333,8 @@ function spawnServer(
   const server: SpawnedServer = {
     child,
     exited: new Promise<ExitInfo>((resolve) => {
-      child.once('exit', (code, signal) => {
+      // 'close' comes after stdout/stderr have ended, so the last error line is in the tail
+      child.once('close', (code, signal) => {
         server.exitInfo = { code, signal };
         resolve(server.exitInfo);
       });
@@ -460,6 +461,27 @@ async function stopChild(
  * start deadline) and maps the result into the same handle.
  */
 export async function startDevServer(options: DevServerOptions = {}): Promise<DevServerHandle> {
+  // a port found free can be taken by another process before the server binds it
+  const portsChosenHere = options.port === undefined && options.uiPort === undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDevServerOnce(options);
+    } catch (error) {
+      const portClash =
+        error instanceof DevServerStartError &&
+        error.reason === 'exited' &&
+        /address already in use/i.test(error.outputTail);
+      if (!portsChosenHere || !portClash || attempt >= PORT_CLASH_ATTEMPTS) throw error;
+      options.logger?.warn(
+        `a port was taken while the dev server started (attempt ${attempt}); retrying on fresh ports`,
+      );
+    }
+  }
+}
+
+const PORT_CLASH_ATTEMPTS = 3;
+
+async function startDevServerOnce(options: DevServerOptions): Promise<DevServerHandle> {
   const startedAt = performance.now();
   const logger = options.logger;
   const searchAttributes = options.searchAttributes ?? {};
