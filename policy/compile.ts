@@ -5,6 +5,7 @@
  * @module
  */
 import { parseDuration } from './duration.ts';
+import { selectPrincipals } from './selector.ts';
 import { compileGlob, isLiteralGlob } from './glob.ts';
 import type { Glob } from './glob.ts';
 import { policyVersionOf } from './load.ts';
@@ -85,22 +86,8 @@ const CANDIDATE_CACHE_LIMIT = 4096;
 /** Compiles a validated document. `policyVersion` is computed when not supplied. */
 export function compilePolicy(document: GovernanceDocument, policyVersion?: string): CompiledPolicy {
   const { authority, actions } = document;
-  const levelOf = (roles: readonly string[]): number =>
-    Math.max(-1, ...roles.map((r) => authority.roles[r]?.level ?? -1));
-  const select = (selector: PrincipalSelector): readonly string[] => {
-    const roles = new Set(selector.roles ?? []);
-    const ids = new Set(selector.principals ?? []);
-    return Object.freeze(
-      authority.principals
-        .filter(
-          (p) =>
-            ids.has(p.id) ||
-            p.roles.some((r) => roles.has(r)) ||
-            (selector.minLevel !== undefined && levelOf(p.roles) >= selector.minLevel),
-        )
-        .map((p) => p.id),
-    );
-  };
+  const select = (selector: PrincipalSelector): readonly string[] =>
+    Object.freeze(selectPrincipals(authority.principals, (role) => authority.roles[role]?.level, selector));
   const requirement = (spec: ApprovalSpec | undefined): ApprovalRequirement | null => {
     if (spec === undefined) return null;
     return Object.freeze({

@@ -6,6 +6,7 @@
  * @module
  */
 import { parseDuration } from './duration.ts';
+import { selectPrincipals } from './selector.ts';
 
 /** One cross-reference finding: a path (keys and indices) and a message. */
 export interface CrossProblem {
@@ -84,7 +85,6 @@ export function crossCheck(raw: unknown): CrossProblem[] {
     principals.push({ id: p.id, roles: principalRoles });
   });
 
-  const levelOf = (p: PrincipalView): number => Math.max(-1, ...p.roles.map((r) => roleLevel(r) ?? -1));
   /** Validates a selector's references; returns how many principals it selects. */
   const checkSelector = (selector: unknown, path: (string | number)[]): number | undefined => {
     if (!isObj(selector)) return undefined;
@@ -100,15 +100,11 @@ export function crossCheck(raw: unknown): CrossProblem[] {
         });
       }
     });
-    const wantedRoles = new Set(strings(selector.roles));
-    const wantedIds = new Set(strings(selector.principals));
-    const minLevel = typeof selector.minLevel === 'number' ? selector.minLevel : undefined;
-    return principals.filter(
-      (p) =>
-        wantedIds.has(p.id) ||
-        p.roles.some((r) => wantedRoles.has(r)) ||
-        (minLevel !== undefined && levelOf(p) >= minLevel),
-    ).length;
+    return selectPrincipals(principals, roleLevel, {
+      roles: strings(selector.roles),
+      principals: strings(selector.principals),
+      minLevel: typeof selector.minLevel === 'number' ? selector.minLevel : undefined,
+    }).length;
   };
 
   const directorCount = checkSelector(authority.directors, ['authority', 'directors']);

@@ -12,7 +12,7 @@
  * @module
  */
 import type { ApprovalRequirement, CompiledPolicy, CompiledRule } from './compile.ts';
-import { compileGlob, isLiteralGlob } from './glob.ts';
+import { isLiteralGlob, toolGlob } from './glob.ts';
 import { normaliseResource } from './resource.ts';
 import { DecisionCode, Posture, POSTURES, TIER_RANK } from './tiers.ts';
 import type { Tier } from './tiers.ts';
@@ -289,9 +289,7 @@ function argAt(args: unknown, path: readonly string[]): unknown {
 
 function isFrozen(tool: string, frozen: readonly string[] | undefined): boolean {
   if (frozen === undefined || frozen.length === 0) return false;
-  return frozen.some((pattern) =>
-    isLiteralGlob(pattern) ? pattern === tool : compileGlob(pattern, '.').test(tool),
-  );
+  return frozen.some((pattern) => (isLiteralGlob(pattern) ? pattern === tool : toolGlob(pattern).test(tool)));
 }
 
 function refusal(

@@ -112,3 +112,17 @@ function segmentToRegex(segment: string, pattern: string, notSep: string): strin
   if (inBraces) throw new Error(`unbalanced "{" in "${pattern}"`);
   return out;
 }
+
+// bounded: run contexts name few frozen patterns, but they arrive as untrusted data
+const TOOL_GLOB_CACHE_LIMIT = 256;
+const toolGlobCache = new Map<string, Glob>();
+
+/** `compileGlob(pattern, '.')`, memoised: for tool patterns that arrive per call (frozen tools). */
+export function toolGlob(pattern: string): Glob {
+  const hit = toolGlobCache.get(pattern);
+  if (hit) return hit;
+  const glob = compileGlob(pattern, '.');
+  if (toolGlobCache.size >= TOOL_GLOB_CACHE_LIMIT) toolGlobCache.clear();
+  toolGlobCache.set(pattern, glob);
+  return glob;
+}
