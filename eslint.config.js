@@ -45,7 +45,8 @@ export default tseslint.config(
           })),
           patterns: [
             {
-              group: ['../activities/*', '../worker/*', '../cli/*', '../approval-channels/*'],
+              // activity `types.ts` modules hold only types and plain constants
+              regex: '^\\.\\./(?:activities/(?!(?:[^/]+/)?types\\.ts$)|worker/|cli/|approval-channels/)',
               allowTypeImports: true,
               message: 'Import activity types only.',
             },

@@ -287,7 +287,8 @@ function argAt(args: unknown, path: readonly string[]): unknown {
   return value;
 }
 
-function isFrozen(tool: string, frozen: readonly string[] | undefined): boolean {
+/** Whether `tool` is named (literally or by glob) in a run's frozen-tool list. */
+export function isFrozen(tool: string, frozen: readonly string[] | undefined): boolean {
   if (frozen === undefined || frozen.length === 0) return false;
   return frozen.some((pattern) => (isLiteralGlob(pattern) ? pattern === tool : toolGlob(pattern).test(tool)));
 }

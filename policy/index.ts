@@ -22,10 +22,11 @@ export {
 export type { LoadResult, LoadedGovernance } from './load.ts';
 export { compilePolicy } from './compile.ts';
 export type { ApprovalRequirement, CompiledPolicy, CompiledRule } from './compile.ts';
-export { decide } from './decide.ts';
+export { decide, isFrozen } from './decide.ts';
+export { offeredTools, prohibitedOutright } from './offer.ts';
 export type { ActionRequest, Decision, DecisionContext, Denial } from './decide.ts';
 export { toolCatalog } from './tool-spec.ts';
-export type { AnyToolSpec, ToolCatalog, ToolSpec } from './tool-spec.ts';
+export type { AnyToolSpec, ToolCatalog, ToolEffect, ToolSpec } from './tool-spec.ts';
 export {
   actionDigest,
   keyIdOf,

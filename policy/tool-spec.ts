@@ -6,6 +6,14 @@
  */
 import type { z } from 'zod';
 
+/**
+ * What a call does to the world, for the execution guard's retry rule: `none` (reads only; safe to
+ * run again), `idempotent` (the tool deduplicates side effects by the call's idempotency key, so a
+ * retry after a crash is safe), `unsafe` (a retry after an attempt whose outcome is unknown could
+ * repeat the side effect, so the guard refuses it).
+ */
+export type ToolEffect = 'none' | 'idempotent' | 'unsafe';
+
 /** A tool as the policy sees it. */
 export interface ToolSpec<Args = unknown> {
   readonly name: string;
@@ -13,6 +21,8 @@ export interface ToolSpec<Args = unknown> {
   readonly args: z.ZodType<Args>;
   /** The resource the call touches (a path, a URL, `prod/orders`), derived from validated args. */
   readonly resource?: (args: Args) => string | undefined;
+  /** @default 'unsafe' */
+  readonly effect?: ToolEffect | ((args: Args) => ToolEffect);
 }
 
 /** A tool spec with its argument type erased, as stored in a catalog. */
@@ -21,6 +31,7 @@ export interface AnyToolSpec {
   readonly description: string;
   readonly args: z.ZodType;
   readonly resource?: (args: never) => string | undefined;
+  readonly effect?: ToolEffect | ((args: never) => ToolEffect);
 }
 
 /** Registered tools by name. */

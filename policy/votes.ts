@@ -87,6 +87,7 @@ export const VoteRefusal = {
   requester: 'VOTE_BY_REQUESTER',
   agent: 'VOTE_BY_AGENT',
   duplicate: 'VOTE_DUPLICATE_PRINCIPAL',
+  decided: 'VOTE_AFTER_DECISION',
 } as const;
 export type VoteRefusal = (typeof VoteRefusal)[keyof typeof VoteRefusal];
 

@@ -21,6 +21,7 @@ export const fsRead: ToolSpec<z.infer<typeof FsPathArgs>> = {
   description: 'Read a UTF-8 text file inside the configured roots.',
   args: FsPathArgs,
   resource: (args) => args.path,
+  effect: 'none',
 };
 
 export const fsList: ToolSpec<z.infer<typeof FsPathArgs>> = {
@@ -28,6 +29,7 @@ export const fsList: ToolSpec<z.infer<typeof FsPathArgs>> = {
   description: 'List the entries of a directory inside the configured roots.',
   args: FsPathArgs,
   resource: (args) => args.path,
+  effect: 'none',
 };
 
 const FsWriteArgs = z.strictObject({
@@ -40,6 +42,7 @@ export const fsWrite: ToolSpec<z.infer<typeof FsWriteArgs>> = {
   description: 'Write a UTF-8 text file inside the configured roots.',
   args: FsWriteArgs,
   resource: (args) => args.path,
+  effect: 'idempotent',
 };
 
 const HttpArgs = z.strictObject({
@@ -56,6 +59,8 @@ export const httpRequest: ToolSpec<z.infer<typeof HttpArgs>> = {
   description: 'Make an HTTP request to an allowed host.',
   args: HttpArgs,
   resource: (args) => args.url,
+  // the tool sends an Idempotency-Key, but whether the server honours it is unknown
+  effect: (args) => (args.method === 'GET' || args.method === 'HEAD' ? 'none' : 'unsafe'),
 };
 
 /** The built-in tool specs. */

@@ -48,6 +48,8 @@ export interface ApprovalResult {
   readonly reason: string | null;
   readonly votes: readonly SignedVote[];
   readonly attempts: readonly VoteRecord[];
+  /** Whether the request was escalated (escalation approvers then count toward the quorum). */
+  readonly escalated: boolean;
 }
 
 /** What a notification activity receives. */

@@ -3,16 +3,25 @@
  * a durable timer, reminds and escalates on schedule, and counts signed votes until quorum (approved),
  * any eligible deny (denied) or the timeout (timed_out = deny).
  *
- * Votes arrive by Signal, so every attempt, a forged one included, is in the workflow history;
- * the workflow then verifies each with the same pure checks the execution guard uses and records
- * refusals. Nothing sent to Temporal without a valid signature by a trusted key can approve.
+ * Votes arrive two ways, judged by the same pure checks the execution guard uses:
+ * - Update `vote` (the approval service's path): a validator refuses a vote that fails any check
+ *   (signature by a trusted key, same workflow/step/digest, not expired, eligible, not the
+ *   requester or the agent, no second vote per principal, not yet decided), so the caller gets a
+ *   synchronous, coded answer; refused attempts leave no history event, so the validator writes
+ *   them to the audit log through the worker's sink.
+ * - Signal `submitVote`: every attempt, forged ones included, is a history event; the workflow
+ *   judges it and records the refusal in its result and the audit log.
+ * Nothing sent to Temporal without a valid signature by a trusted key can approve.
  * @module
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import {
+  allHandlersFinished,
+  ApplicationFailure,
   condition,
   defineQuery,
   defineSignal,
+  defineUpdate,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -20,9 +29,11 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { hexToBytes } from '@noble/hashes/utils.js';
-import { tallyVotes, verifyVote } from '../policy/index.ts';
+import { tallyVotes, verifyVote, VoteRefusal } from '../policy/index.ts';
 import type { SignedVote, VotePayload } from '../policy/index.ts';
 import type { ApprovalActivities } from '../activities/approvals/index.ts';
+import { AuditKind } from '../activities/audit/types.ts';
+import { emitUncounted, workflowAuditor } from './audit.ts';
 import type {
   ApprovalNotice,
   ApprovalRequest,
@@ -34,6 +45,16 @@ import type {
 /** Carries one signed vote (any payload is accepted into history and judged by the workflow). */
 export const submitVoteSignal = defineSignal<[unknown]>('submitVote');
 
+/** What the `vote` Update answers for an accepted vote. */
+export interface VoteReceipt {
+  readonly accepted: true;
+  readonly state: ApprovalView['state'];
+  readonly approvedBy: readonly string[];
+  readonly quorum: number;
+}
+/** Submits one signed vote and answers synchronously; a refused vote is rejected with its code as the failure type. */
+export const voteUpdate = defineUpdate<VoteReceipt, [unknown]>('vote');
+
 /** Live view for approval UIs and the operator CLI. */
 export interface ApprovalView {
   readonly state: 'PENDING' | 'APPROVED' | 'DENIED' | 'TIMED_OUT';
@@ -42,6 +63,8 @@ export interface ApprovalView {
   readonly escalated: boolean;
   readonly expiresAtMs: number;
   readonly attempts: readonly VoteRecord[];
+  /** The request as the workflow holds it (what a vote must cover). */
+  readonly request: ApprovalRequest;
 }
 export const approvalStatusQuery = defineQuery<ApprovalView>('status');
 
@@ -64,6 +87,7 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
   );
   const expect = { workflowId: approvalWorkflowId, step: request.step, actionDigest: request.actionDigest };
 
+  const emit = workflowAuditor(request.agentId, request.runWorkflowId);
   const inbox: unknown[] = [];
   const accepted: { readonly payload: VotePayload; readonly signed: SignedVote }[] = [];
   const attempts: VoteRecord[] = [];
@@ -84,6 +108,7 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
     escalated,
     expiresAtMs,
     attempts: [...attempts],
+    request,
   }));
 
   const notice = (
@@ -99,59 +124,122 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
     outcome,
   });
 
-  upsertSearchAttributes([{ key: ApprovalStateKey, value: 'PENDING' }]);
-  setCurrentDetails(`**Pending**: ${request.action.tool}, ${approval.quorum} approval(s) needed`);
-  await notifyApprovers(notice('request', approval.eligible, null));
-
-  const judge = (raw: unknown): void => {
-    const atMs = Date.now();
-    const check = verifyVote(raw, { publicKeys, nowMs: atMs, expect });
-    if (!check.ok) {
-      attempts.push({
-        accepted: false,
-        approver: approverOf(raw),
-        decision: null,
-        code: check.code,
-        message: check.message,
-        atMs,
-      });
-      return;
-    }
-    const tally = tallyVotes([...accepted.map((v) => v.payload), check.vote], {
+  type Verdict =
+    | { readonly ok: true; readonly vote: VotePayload; readonly state: ApprovalView['state'] }
+    | {
+        readonly ok: false;
+        readonly code: VoteRefusal;
+        readonly message: string;
+        readonly approver: string | null;
+      };
+  /** Judges one raw vote against the current state without changing anything. */
+  const check = (raw: unknown, atMs: number): Verdict => {
+    const verified = verifyVote(raw, { publicKeys, nowMs: atMs, expect });
+    if (!verified.ok) return { ...verified, approver: approverOf(raw) };
+    if (state !== 'PENDING')
+      return {
+        ok: false,
+        code: VoteRefusal.decided,
+        message: `the request is already ${state.toLowerCase()}`,
+        approver: verified.vote.approver,
+      };
+    const tally = tallyVotes([...accepted.map((v) => v.payload), verified.vote], {
       approval,
       requester: request.requester,
       agentId: request.agentId,
       escalated,
     });
-    const refusal = tally.refused.find((r) => r.approver === check.vote.approver);
-    if (refusal) {
-      attempts.push({
-        accepted: false,
-        approver: check.vote.approver,
-        decision: check.vote.decision,
+    const refusal = tally.refused.find((r) => r.approver === verified.vote.approver);
+    if (refusal)
+      return {
+        ok: false,
         code: refusal.code,
-        message: null,
-        atMs,
+        message: refusalMessage(refusal.code),
+        approver: verified.vote.approver,
+      };
+    return {
+      ok: true,
+      vote: verified.vote,
+      state: tally.state === 'denied' ? 'DENIED' : tally.state === 'approved' ? 'APPROVED' : 'PENDING',
+    };
+  };
+  const refusedRecord = (verdict: Verdict & { ok: false }, raw: unknown, atMs: number): VoteRecord => ({
+    accepted: false,
+    approver: verdict.approver,
+    decision: decisionOf(raw),
+    code: verdict.code,
+    message: verdict.message,
+    atMs,
+  });
+  /** Judges and applies one vote; returns the verdict. */
+  const judge = (raw: unknown, via: 'signal' | 'update'): Verdict => {
+    const atMs = Date.now();
+    const verdict = check(raw, atMs);
+    if (!verdict.ok) {
+      attempts.push(refusedRecord(verdict, raw, atMs));
+      emit(AuditKind.voteRefused, request.step, {
+        approvalWorkflowId,
+        via,
+        approver: verdict.approver,
+        code: verdict.code,
       });
-      return;
+      return verdict;
     }
-    accepted.push({ payload: check.vote, signed: raw as SignedVote });
+    accepted.push({ payload: verdict.vote, signed: raw as SignedVote });
     attempts.push({
       accepted: true,
-      approver: check.vote.approver,
-      decision: check.vote.decision,
+      approver: verdict.vote.approver,
+      decision: verdict.vote.decision,
       code: null,
       message: null,
       atMs,
     });
-    if (tally.state === 'denied') {
+    emit(AuditKind.voteAccepted, request.step, {
+      approvalWorkflowId,
+      via,
+      approver: verdict.vote.approver,
+      decision: verdict.vote.decision,
+      reason: verdict.vote.reason ?? null,
+    });
+    if (verdict.state === 'DENIED') {
       state = 'DENIED';
-      deniedBy = tally.deniedBy;
-      denyReason = check.vote.reason ?? null;
-    } else if (tally.state === 'approved') {
+      deniedBy = verdict.vote.approver;
+      denyReason = verdict.vote.reason ?? null;
+    } else if (verdict.state === 'APPROVED') {
       state = 'APPROVED';
     }
+    return verdict;
   };
+  setHandler(
+    voteUpdate,
+    (raw) => {
+      const verdict = judge(raw, 'update');
+      if (!verdict.ok)
+        throw ApplicationFailure.create({ type: verdict.code, message: verdict.message, nonRetryable: true });
+      return { accepted: true, state, approvedBy: approvedByNow(), quorum: approval.quorum };
+    },
+    {
+      description: 'Submit one signed vote (approve or deny) for this request.',
+      validator: (raw) => {
+        const atMs = Date.now();
+        const verdict = check(raw, atMs);
+        if (verdict.ok) return;
+        emitUncounted(request.agentId, request.runWorkflowId, AuditKind.voteRefused, request.step, {
+          approvalWorkflowId,
+          via: 'update',
+          approver: verdict.approver,
+          code: verdict.code,
+        });
+        throw ApplicationFailure.create({ type: verdict.code, message: verdict.message, nonRetryable: true });
+      },
+    },
+  );
+  const approvedByNow = (): string[] =>
+    accepted.filter((v) => v.payload.decision === 'approve').map((v) => v.payload.approver);
+
+  upsertSearchAttributes([{ key: ApprovalStateKey, value: 'PENDING' }]);
+  setCurrentDetails(`**Pending**: ${request.action.tool}, ${approval.quorum} approval(s) needed`);
+  await notifyApprovers(notice('request', approval.eligible, null));
 
   while (state === 'PENDING') {
     const now = Date.now();
@@ -174,8 +262,8 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
       !reminded && remindAtMs !== null ? remindAtMs : Infinity,
       !escalated && escalateAtMs !== null ? escalateAtMs : Infinity,
     );
-    await condition(() => inbox.length > 0, wakeAt - now);
-    while (inbox.length > 0 && state === 'PENDING') judge(inbox.shift());
+    await condition(() => inbox.length > 0 || currentState() !== 'PENDING', wakeAt - now);
+    while (inbox.length > 0 && state === 'PENDING') judge(inbox.shift(), 'signal');
   }
 
   // judge() changes state inside a closure, which the compiler's narrowing does not see
@@ -192,6 +280,7 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
         : `**Timed out**: denied at ${new Date(expiresAtMs).toISOString()}`,
   );
   await notifyApprovers(notice('outcome', approval.eligible, status));
+  await condition(allHandlersFinished);
   return {
     status,
     approvedBy,
@@ -199,7 +288,28 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
     reason: status === 'timed_out' ? 'no decision before the timeout' : denyReason,
     votes: accepted.map((v) => v.signed),
     attempts,
+    escalated,
   };
+}
+
+function decisionOf(raw: unknown): 'approve' | 'deny' | null {
+  const decision = (raw as { payload?: { decision?: unknown } } | null)?.payload?.decision;
+  return decision === 'approve' || decision === 'deny' ? decision : null;
+}
+
+function refusalMessage(code: VoteRefusal): string {
+  switch (code) {
+    case VoteRefusal.requester:
+      return 'the principal who requested the run cannot approve its actions';
+    case VoteRefusal.agent:
+      return 'the agent cannot vote on its own actions';
+    case VoteRefusal.ineligible:
+      return 'this principal is not an eligible approver for this request';
+    case VoteRefusal.duplicate:
+      return 'this principal has already voted';
+    default:
+      return 'the vote was refused';
+  }
 }
 
 function approverOf(raw: unknown): string | null {

@@ -2,10 +2,14 @@
  * Binds pure tool specs (`tools/`) to implementations that do I/O, and a registry that runs them.
  * The registry re-validates every call's arguments with the spec's zod schema before anything
  * runs: the execution guard never trusts that the workflow's gate already did.
+ *
+ * This module must stay pure (zod and `policy/` only, no Node built-ins): spec modules import
+ * {@link defineToolSpec} from it, and the workflow bundle imports spec modules.
  * @module
  */
+import type { z } from 'zod';
 import { AgentRuntimeError, toolCatalog } from '../../policy/index.ts';
-import type { AnyToolSpec, ToolCatalog, ToolSpec } from '../../policy/index.ts';
+import type { AnyToolSpec, ToolCatalog, ToolEffect, ToolSpec } from '../../policy/index.ts';
 
 /** Stable codes of the errors the tool runtime throws (refusals are results, not errors). */
 export const ToolErrorCode = {
@@ -26,7 +30,14 @@ export class ToolError extends AgentRuntimeError {}
  */
 export type ToolResult =
   | { readonly ok: true; readonly output: unknown }
-  | { readonly ok: false; readonly code: string; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly code: string;
+      /** Safe to show to the model: names no internal address, DNS answer or credential. */
+      readonly message: string;
+      /** Diagnostic detail for the audit log, never for the model. */
+      readonly detail?: string;
+    };
 
 /** Per-call context given by the caller (the tools worker). */
 export interface ToolContext {
@@ -144,4 +155,85 @@ export function createToolRegistry(implementations: readonly AnyToolImplementati
       return implementation.execute(rawArgs, ctx);
     },
   });
+}
+
+/** What {@link defineToolSpec} takes: `resource` sees the schema's output type. */
+export interface ToolSpecDefinition<S extends z.ZodType> {
+  /** Dot-separated segments of letters, digits, `_` and `-` (`billing.refund`). */
+  readonly name: string;
+  readonly description: string;
+  readonly args: S;
+  readonly resource?: (args: z.output<S>) => string | undefined;
+  /**
+   * What a call does to the world, for the execution guard's retry rule (default `unsafe`): `idempotent`
+   * only when the side effect is deduplicated by `ctx.idempotencyKey`.
+   */
+  readonly effect?: ToolEffect | ((args: z.output<S>) => ToolEffect);
+}
+
+/** What {@link defineTool} takes: a spec definition plus its implementation. */
+export interface ToolDefinition<S extends z.ZodType> extends ToolSpecDefinition<S> {
+  readonly run: ToolRun<z.output<S>, undefined>;
+}
+
+const EFFECTS: ReadonlySet<unknown> = new Set<ToolEffect>(['none', 'idempotent', 'unsafe']);
+const TOOL_NAME = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
+const MAX_TOOL_NAME = 128;
+
+/**
+ * Builds a frozen, pure {@link ToolSpec}. Throws {@link ToolError} `TOOL_INVALID_CONFIG` on a
+ * malformed name or an empty description.
+ *
+ * Call it from a workflow-safe module (zod and pure code only, no Node built-ins, no I/O): the
+ * AgentRun workflow bundle imports spec modules to decide on calls, never implementation code.
+ * Bind the spec to its implementation elsewhere with {@link implementTool}.
+ */
+export function defineToolSpec<S extends z.ZodType>(
+  definition: ToolSpecDefinition<S>,
+): ToolSpec<z.output<S>> {
+  const { name, description, args, resource, effect } = definition;
+  if (typeof name !== 'string' || name.length > MAX_TOOL_NAME || !TOOL_NAME.test(name)) {
+    throw new ToolError(
+      ToolErrorCode.invalidConfig,
+      `tool name ${JSON.stringify(name)} is not dot-separated letters, digits, "_" or "-"`,
+    );
+  }
+  if (typeof description !== 'string' || description.trim() === '') {
+    throw new ToolError(ToolErrorCode.invalidConfig, `tool "${name}" needs a description`);
+  }
+  if (typeof args?.safeParse !== 'function') {
+    throw new ToolError(ToolErrorCode.invalidConfig, `tool "${name}" needs a zod schema for its arguments`);
+  }
+  if (effect !== undefined && typeof effect !== 'function' && !EFFECTS.has(effect)) {
+    throw new ToolError(
+      ToolErrorCode.invalidConfig,
+      `tool "${name}" has an unknown effect ${JSON.stringify(effect)}`,
+    );
+  }
+  // z.ZodType<z.output<S>> is what S is; TypeScript cannot see it through the generic
+  const spec: { -readonly [K in keyof ToolSpec<z.output<S>>]: ToolSpec<z.output<S>>[K] } = {
+    name,
+    description,
+    args: args as unknown as z.ZodType<z.output<S>>,
+  };
+  if (resource !== undefined) spec.resource = resource;
+  if (effect !== undefined) spec.effect = effect;
+  return Object.freeze(spec);
+}
+
+/**
+ * Defines a spec and binds `run` to it in one step (sugar for {@link defineToolSpec} +
+ * {@link implementTool}). The result carries spec and implementation together, so it belongs in
+ * the tools worker only. When the workflow must decide on the tool (every tool the AgentRun
+ * workflow gates), put the spec in a workflow-safe module with {@link defineToolSpec} instead and
+ * bind it here with {@link implementTool}; the workflow bundle must never import `run` code.
+ */
+export function defineTool<S extends z.ZodType>(
+  definition: ToolDefinition<S>,
+): ToolImplementation<z.output<S>, undefined> {
+  const { run, ...specDefinition } = definition;
+  if (typeof run !== 'function') {
+    throw new ToolError(ToolErrorCode.invalidConfig, `tool "${definition.name}" needs a run function`);
+  }
+  return implementTool(defineToolSpec(specDefinition), run);
 }

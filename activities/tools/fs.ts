@@ -55,6 +55,12 @@ export interface FsToolsConfig {
   readonly maxWriteBytes?: number;
   /** Most entries `fs.list` returns (default 1000); more are reported as `truncated`. */
   readonly maxListEntries?: number;
+  /**
+   * Paths the agent sees → real directories (e.g. `{'/workspace': '/srv/agent-a/ws'}`), so policies
+   * name stable paths whatever the host layout. With mounts, only mounted paths are reachable, the
+   * mounted directories are the roots, and results and refusals name the agent's paths.
+   */
+  readonly mounts?: Readonly<Record<string, string>>;
 }
 
 /** {@link FsToolsConfig} after construction: real paths, defaults applied. */
@@ -115,12 +121,76 @@ const {
  * `stateDir` is not outside every root.
  */
 export function fsTools(config: FsToolsConfig) {
-  const resolved = resolveConfig(config);
+  const mounts = resolveMounts(config);
+  const resolved = resolveConfig(mounts ? { ...config, roots: mounts.map((m) => m.real) } : config);
+  const view = mounts ? mountedView(mounts) : undefined;
+  const through = <Args extends { path: string }>(
+    args: Args,
+    body: (real: Args) => Promise<unknown>,
+  ): Promise<ToolResult> => {
+    if (!view) return refusalsAsResults(() => body(args));
+    const real = view.toReal(args.path);
+    if (real === undefined)
+      return Promise.resolve({
+        ok: false,
+        code: FsErrorCode.outsideRoots,
+        message: `"${args.path}" is outside the allowed roots`,
+      });
+    return refusalsAsResults(() => body({ ...args, path: real })).then(view.toAgent);
+  };
   return Object.freeze([
-    implementTool(fsRead, (args, ctx) => refusalsAsResults(() => readTool(args.path, ctx)), resolved),
-    implementTool(fsList, (args, ctx) => refusalsAsResults(() => listTool(args.path, ctx)), resolved),
-    implementTool(fsWrite, (args, ctx) => refusalsAsResults(() => writeTool(args, ctx)), resolved),
+    implementTool(fsRead, (args, ctx) => through(args, (a) => readTool(a.path, ctx)), resolved),
+    implementTool(fsList, (args, ctx) => through(args, (a) => listTool(a.path, ctx)), resolved),
+    implementTool(fsWrite, (args, ctx) => through(args, (a) => writeTool(a, ctx)), resolved),
   ] as const);
+}
+
+interface Mount {
+  readonly virtual: string;
+  readonly real: string;
+}
+
+function resolveMounts(config: FsToolsConfig): readonly Mount[] | undefined {
+  if (config.mounts === undefined) return undefined;
+  const mounts = Object.entries(config.mounts).map(([virtual, real]) => {
+    const normal = posix.normalize(virtual).replace(/\/+$/, '');
+    if (!virtual.startsWith('/') || normal === '' || normal !== virtual.replace(/\/+$/, ''))
+      throw new ToolError(
+        ToolErrorCode.invalidConfig,
+        `fs tools: mount "${virtual}" is not a normalised absolute path`,
+      );
+    return { virtual: normal, real };
+  });
+  if (mounts.length === 0) throw new ToolError(ToolErrorCode.invalidConfig, 'fs tools: mounts is empty');
+  // longest first, so /workspace/docs beats /workspace
+  return mounts.sort((a, b) => b.virtual.length - a.virtual.length);
+}
+
+function mountedView(mounts: readonly Mount[]) {
+  const pairs = mounts.map((m) => ({ virtual: m.virtual, real: realpathSync.native(m.real) }));
+  const swap = (text: string, from: 'real' | 'virtual'): string => {
+    let out = text;
+    for (const pair of [...pairs].sort((a, b) => b[from].length - a[from].length))
+      out = out.split(pair[from]).join(from === 'real' ? pair.virtual : pair.real);
+    return out;
+  };
+  return {
+    toReal(path: string): string | undefined {
+      const normal = posix.normalize(path);
+      for (const pair of pairs) {
+        if (normal === pair.virtual) return pair.real;
+        if (normal.startsWith(`${pair.virtual}/`)) return pair.real + normal.slice(pair.virtual.length);
+      }
+      return undefined;
+    },
+    toAgent(result: ToolResult): ToolResult {
+      if (!result.ok) return { ...result, message: swap(result.message, 'real') };
+      const output = result.output as { path?: unknown } | null;
+      if (output && typeof output.path === 'string')
+        return { ok: true, output: { ...output, path: swap(output.path, 'real') } };
+      return result;
+    },
+  };
 }
 
 function resolveConfig(config: FsToolsConfig): ResolvedFsToolsConfig {

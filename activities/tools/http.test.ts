@@ -1,10 +1,18 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Socket } from 'node:net';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { httpRequest } from '../../tools/builtin-specs.ts';
-import { blockedReason, createHttpRequestTool, parseIp } from './http.ts';
-import type { HttpLookup, HttpRequestArgs, HttpRequestOutput, HttpToolResult } from './http.ts';
+import { createToolRegistry } from './define.ts';
+import { blockedReason, httpTool, parseIp } from './http.ts';
+import type { ToolResult } from './define.ts';
+import type { HttpLookup, HttpRequestArgs, HttpRequestOutput } from './http.ts';
 
 // Every server listens on 127.0.0.1 (or 127.0.0.2) on an ephemeral port; public addresses only ever appear
 // in injected lookup answers, and the tests that use them stub socket creation so nothing leaves the host.
@@ -63,12 +71,12 @@ function get(url: string, extra: Partial<HttpRequestArgs> = {}): HttpRequestArgs
   return { method: 'GET', url, ...extra };
 }
 
-function output(result: HttpToolResult): HttpRequestOutput {
+function output(result: ToolResult): HttpRequestOutput {
   if (!result.ok) throw new Error(`expected success, got ${result.code}: ${result.message}`);
   return result.output as HttpRequestOutput;
 }
 
-function echoed(result: HttpToolResult): {
+function echoed(result: ToolResult): {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
@@ -100,9 +108,9 @@ function spyConnections() {
 describe('http.request: happy paths on 127.0.0.1', () => {
   it('GETs, returns a safe subset of headers, the UTF-8 body and the final URL', async () => {
     const server = await serve(echo);
-    const tool = createHttpRequestTool(LOCAL);
+    const tool = httpTool(LOCAL);
     expect(tool.spec).toBe(httpRequest);
-    const result = await tool.run(get(server.url('/things?x=1#frag')), ctx);
+    const result = await tool.execute(get(server.url('/things?x=1#frag')), ctx);
     const out = output(result);
     expect(out.status).toBe(200);
     expect(out.truncated).toBe(false);
@@ -118,9 +126,9 @@ describe('http.request: happy paths on 127.0.0.1', () => {
 
   it('sends Idempotency-Key on POST (replacing a caller-supplied one), with the body', async () => {
     const server = await serve(echo);
-    const tool = createHttpRequestTool(LOCAL);
+    const tool = httpTool(LOCAL);
     const seen = echoed(
-      await tool.run(
+      await tool.execute(
         {
           method: 'POST',
           url: server.url('/orders'),
@@ -139,19 +147,19 @@ describe('http.request: happy paths on 127.0.0.1', () => {
 
   it.each(['PUT', 'PATCH', 'DELETE'] as const)('sends Idempotency-Key on %s', async (method) => {
     const server = await serve(echo);
-    const seen = echoed(await createHttpRequestTool(LOCAL).run({ method, url: server.url() }, ctx));
+    const seen = echoed(await httpTool(LOCAL).execute({ method, url: server.url() }, ctx));
     expect(seen.headers['idempotency-key']).toBe('run-1/step-3');
   });
 
   it('resolves names through the lookup and keeps the name in Host', async () => {
     const server = await serve(echo);
     const lookup = fakeDns({ 'api.acme.test': '127.0.0.1' });
-    const tool = createHttpRequestTool({
+    const tool = httpTool({
       allowedHosts: ['*.acme.test'],
       allowPrivateAddresses: ['127.0.0.1/32'],
       lookup,
     });
-    const seen = echoed(await tool.run(get(`http://API.Acme.Test.:${server.port}/`), ctx));
+    const seen = echoed(await tool.execute(get(`http://API.Acme.Test.:${server.port}/`), ctx));
     expect(seen.headers.host).toBe(`api.acme.test:${server.port}`);
     expect(lookup.calls).toEqual(['api.acme.test']);
   });
@@ -162,9 +170,9 @@ describe('http.request: happy paths on 127.0.0.1', () => {
       else if (req.url === '/temporary') res.writeHead(307, { location: '/echo' }).end();
       else echo(req, res, body);
     });
-    const tool = createHttpRequestTool(LOCAL);
+    const tool = httpTool(LOCAL);
     const post = (path: string) =>
-      tool.run(
+      tool.execute(
         { method: 'POST', url: server.url(path), headers: { 'content-type': 'text/plain' }, body: 'hi' },
         ctx,
       );
@@ -184,9 +192,9 @@ describe('http.request: happy paths on 127.0.0.1', () => {
   it('drops Authorization and Cookie on a cross-origin redirect', async () => {
     const target = await serve(echo);
     const origin = await serve((_req, res) => res.writeHead(302, { location: target.url('/x') }).end());
-    const tool = createHttpRequestTool(LOCAL);
+    const tool = httpTool(LOCAL);
     const seen = echoed(
-      await tool.run(
+      await tool.execute(
         get(origin.url(), { headers: { Authorization: 'Bearer t', Cookie: 'a=b', 'X-Ok': '1' } }),
         ctx,
       ),
@@ -201,8 +209,8 @@ describe('http.request: hostile cases', () => {
   it('refuses a host that is not on the allow-list, before resolving or connecting', async () => {
     const lookup = fakeDns({ 'evil.test': '127.0.0.1' });
     const connections = spyConnections();
-    const tool = createHttpRequestTool({ allowedHosts: ['api.acme.test', '*.acme.test'], lookup });
-    expect(await tool.run(get('http://evil.test/'), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool({ allowedHosts: ['api.acme.test', '*.acme.test'], lookup });
+    expect(await tool.execute(get('http://evil.test/'), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_HOST_NOT_ALLOWED",
         "message": "host "evil.test" is not on the allow-list",
@@ -211,7 +219,7 @@ describe('http.request: hostile cases', () => {
     `);
     // the wildcard is one label deep, and does not cover the bare domain
     for (const url of ['http://a.b.acme.test/', 'http://acme.test/', 'http://acme.test.evil.test/']) {
-      expect(await tool.run(get(url), ctx)).toMatchObject({ ok: false, code: 'HTTP_HOST_NOT_ALLOWED' });
+      expect(await tool.execute(get(url), ctx)).toMatchObject({ ok: false, code: 'HTTP_HOST_NOT_ALLOWED' });
     }
     expect(lookup.calls).toEqual([]);
     expect(connections).not.toHaveBeenCalled();
@@ -220,14 +228,15 @@ describe('http.request: hostile cases', () => {
   it('refuses an allowed name whose DNS answer is loopback (no allowance), without connecting', async () => {
     const server = await serve(echo);
     const connections = spyConnections();
-    const tool = createHttpRequestTool({
+    const tool = httpTool({
       allowedHosts: ['api.acme.test'],
       lookup: fakeDns({ 'api.acme.test': '127.0.0.1' }),
     });
-    expect(await tool.run(get(`http://api.acme.test:${server.port}/`), ctx)).toMatchInlineSnapshot(`
+    expect(await tool.execute(get(`http://api.acme.test:${server.port}/`), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_ADDRESS_BLOCKED",
-        "message": "host "api.acme.test" resolves to 127.0.0.1, which is not allowed (loopback)",
+        "detail": "host "api.acme.test" resolves to 127.0.0.1, which is not allowed (loopback)",
+        "message": "host "api.acme.test" resolves to an address that is not allowed",
         "ok": false,
       }
     `);
@@ -237,11 +246,11 @@ describe('http.request: hostile cases', () => {
 
   it('refuses when ANY resolved address is blocked (public + private answer)', async () => {
     const connections = spyConnections();
-    const tool = createHttpRequestTool({
+    const tool = httpTool({
       allowedHosts: ['api.acme.test'],
       lookup: fakeDns({ 'api.acme.test': ['93.184.216.34', '10.0.0.7'] }),
     });
-    expect(await tool.run(get('http://api.acme.test/'), ctx)).toMatchObject({
+    expect(await tool.execute(get('http://api.acme.test/'), ctx)).toMatchObject({
       ok: false,
       code: 'HTTP_ADDRESS_BLOCKED',
     });
@@ -250,19 +259,20 @@ describe('http.request: hostile cases', () => {
 
   it('refuses the cloud metadata address 169.254.169.254, literal or resolved', async () => {
     const connections = spyConnections();
-    const tool = createHttpRequestTool({
+    const tool = httpTool({
       allowedHosts: ['169.254.169.254', 'metadata.acme.test'],
       allowPrivateAddresses: ['127.0.0.1/32'],
       lookup: fakeDns({ 'metadata.acme.test': '169.254.169.254' }),
     });
-    expect(await tool.run(get('http://169.254.169.254/latest/meta-data/'), ctx)).toMatchInlineSnapshot(`
+    expect(await tool.execute(get('http://169.254.169.254/latest/meta-data/'), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_ADDRESS_BLOCKED",
-        "message": "address 169.254.169.254 is not allowed (link-local)",
+        "detail": "address 169.254.169.254 is not allowed (link-local)",
+        "message": "the IP address in the URL is not allowed (link-local)",
         "ok": false,
       }
     `);
-    expect(await tool.run(get('http://metadata.acme.test/'), ctx)).toMatchObject({
+    expect(await tool.execute(get('http://metadata.acme.test/'), ctx)).toMatchObject({
       ok: false,
       code: 'HTTP_ADDRESS_BLOCKED',
     });
@@ -272,18 +282,19 @@ describe('http.request: hostile cases', () => {
   it('refuses IPv4-mapped IPv6 loopback (::ffff:127.0.0.1), literal or resolved', async () => {
     const server = await serve(echo);
     const connections = spyConnections();
-    const tool = createHttpRequestTool({
+    const tool = httpTool({
       allowedHosts: ['[::ffff:127.0.0.1]', 'mapped.acme.test'],
       lookup: fakeDns({ 'mapped.acme.test': '::ffff:127.0.0.1' }),
     });
-    expect(await tool.run(get(`http://[::ffff:127.0.0.1]:${server.port}/`), ctx)).toMatchInlineSnapshot(`
+    expect(await tool.execute(get(`http://[::ffff:127.0.0.1]:${server.port}/`), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_ADDRESS_BLOCKED",
-        "message": "address ::ffff:7f00:1 is not allowed (IPv4-mapped loopback)",
+        "detail": "address ::ffff:7f00:1 is not allowed (IPv4-mapped loopback)",
+        "message": "the IP address in the URL is not allowed (IPv4-mapped loopback)",
         "ok": false,
       }
     `);
-    expect(await tool.run(get(`http://mapped.acme.test:${server.port}/`), ctx)).toMatchObject({
+    expect(await tool.execute(get(`http://mapped.acme.test:${server.port}/`), ctx)).toMatchObject({
       ok: false,
       code: 'HTTP_ADDRESS_BLOCKED',
     });
@@ -294,16 +305,17 @@ describe('http.request: hostile cases', () => {
   it('normalises decimal, octal and hex IP hosts to 127.0.0.1 and refuses them', async () => {
     const server = await serve(echo);
     const connections = spyConnections();
-    const tool = createHttpRequestTool({ allowedHosts: ['127.0.0.1'] });
-    expect(await tool.run(get(`http://2130706433:${server.port}/`), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool({ allowedHosts: ['127.0.0.1'] });
+    expect(await tool.execute(get(`http://2130706433:${server.port}/`), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_ADDRESS_BLOCKED",
-        "message": "address 127.0.0.1 is not allowed (loopback)",
+        "detail": "address 127.0.0.1 is not allowed (loopback)",
+        "message": "the IP address in the URL is not allowed (loopback)",
         "ok": false,
       }
     `);
     for (const host of ['0x7f.1', '0177.0.0.1', '0x7f000001', '127.1']) {
-      expect(await tool.run(get(`http://${host}:${server.port}/`), ctx)).toMatchObject({
+      expect(await tool.execute(get(`http://${host}:${server.port}/`), ctx)).toMatchObject({
         ok: false,
         code: 'HTTP_ADDRESS_BLOCKED',
       });
@@ -311,8 +323,8 @@ describe('http.request: hostile cases', () => {
     expect(connections).not.toHaveBeenCalled();
     expect(server.hits).toHaveLength(0);
     // the parser really reads it as 127.0.0.1: with the allowance the request reaches the server
-    const allowed = createHttpRequestTool(LOCAL);
-    expect(output(await allowed.run(get(`http://2130706433:${server.port}/`), ctx)).finalUrl).toBe(
+    const allowed = httpTool(LOCAL);
+    expect(output(await allowed.execute(get(`http://2130706433:${server.port}/`), ctx)).finalUrl).toBe(
       server.url('/'),
     );
   });
@@ -322,8 +334,8 @@ describe('http.request: hostile cases', () => {
       res.writeHead(302, { location: 'http://evil.test/steal' }).end(),
     );
     const lookup = fakeDns({ 'evil.test': '127.0.0.1' });
-    const tool = createHttpRequestTool({ ...LOCAL, lookup });
-    expect(await tool.run(get(server.url()), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool({ ...LOCAL, lookup });
+    expect(await tool.execute(get(server.url()), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_HOST_NOT_ALLOWED",
         "message": "host "evil.test" is not on the allow-list",
@@ -340,12 +352,12 @@ describe('http.request: hostile cases', () => {
     const lookup = fakeDns({ 'api.acme.test': '127.0.0.1', 'admin.acme.test': '127.0.0.1' });
 
     // the literal address is not an allowed host
-    const byAddress = createHttpRequestTool({
+    const byAddress = httpTool({
       allowedHosts: ['api.acme.test'],
       allowPrivateAddresses: ['api.acme.test'],
       lookup,
     });
-    expect(await byAddress.run(get(`http://api.acme.test:${api.port}/`), ctx)).toMatchInlineSnapshot(`
+    expect(await byAddress.execute(get(`http://api.acme.test:${api.port}/`), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_HOST_NOT_ALLOWED",
         "message": "host "127.0.0.1" is not on the allow-list",
@@ -357,15 +369,16 @@ describe('http.request: hostile cases', () => {
     const api2 = await serve((_req, res) =>
       res.writeHead(301, { location: `http://admin.acme.test:${admin.port}/admin` }).end(),
     );
-    const byName = createHttpRequestTool({
+    const byName = httpTool({
       allowedHosts: ['*.acme.test'],
       allowPrivateAddresses: ['api.acme.test'],
       lookup,
     });
-    expect(await byName.run(get(`http://api.acme.test:${api2.port}/`), ctx)).toMatchInlineSnapshot(`
+    expect(await byName.execute(get(`http://api.acme.test:${api2.port}/`), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_ADDRESS_BLOCKED",
-        "message": "host "admin.acme.test" resolves to 127.0.0.1, which is not allowed (loopback)",
+        "detail": "host "admin.acme.test" resolves to 127.0.0.1, which is not allowed (loopback)",
+        "message": "host "admin.acme.test" resolves to an address that is not allowed",
         "ok": false,
       }
     `);
@@ -376,8 +389,8 @@ describe('http.request: hostile cases', () => {
 
   it('stops a redirect loop after maxRedirects', async () => {
     const server = await serve((_req, res) => res.writeHead(302, { location: '/loop' }).end());
-    const tool = createHttpRequestTool({ ...LOCAL, maxRedirects: 3 });
-    expect(await tool.run(get(server.url('/loop')), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool({ ...LOCAL, maxRedirects: 3 });
+    expect(await tool.execute(get(server.url('/loop')), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_TOO_MANY_REDIRECTS",
         "message": "too many redirects (more than 3)",
@@ -395,13 +408,13 @@ describe('http.request: hostile cases', () => {
     const lookup: HttpLookup = async () => [
       { address: ++calls === 1 ? '127.0.0.1' : '127.0.0.2', family: 4 },
     ];
-    const tool = createHttpRequestTool({
+    const tool = httpTool({
       allowedHosts: ['rebind.acme.test'],
       allowPrivateAddresses: ['127.0.0.1/32'],
       lookup,
     });
     const connections = spyConnections();
-    const result = await tool.run(get(`http://rebind.acme.test:${checked.port}/`), ctx);
+    const result = await tool.execute(get(`http://rebind.acme.test:${checked.port}/`), ctx);
     expect(connections).toHaveBeenCalledTimes(1); // the spy the "no connection" assertions rely on works
     expect(echoed(result).headers.host).toBe(`rebind.acme.test:${checked.port}`);
     expect(calls).toBe(1);
@@ -425,10 +438,11 @@ describe('http.request: hostile cases', () => {
     const lookup: HttpLookup = async () => [
       { address: ++calls === 1 ? '93.184.216.34' : '127.0.0.1', family: 4 },
     ];
-    const tool = createHttpRequestTool({ allowedHosts: ['rebind.acme.test'], lookup });
-    expect(await tool.run(get('http://rebind.acme.test/'), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool({ allowedHosts: ['rebind.acme.test'], lookup });
+    expect(await tool.execute(get('http://rebind.acme.test/'), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_CONNECTION_FAILED",
+        "detail": "Error: stubbed",
         "message": "the request failed (ESTUBBED)",
         "ok": false,
       }
@@ -451,20 +465,20 @@ describe('http.request: hostile cases', () => {
       res.on('close', () => clearInterval(streaming));
     });
     cleanups.push(() => clearInterval(streaming));
-    const tool = createHttpRequestTool({ ...LOCAL, maxResponseBytes: 1024 });
-    expect(await tool.run(get(server.url('/endless')), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool({ ...LOCAL, maxResponseBytes: 1024 });
+    expect(await tool.execute(get(server.url('/endless')), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_RESPONSE_TOO_LARGE",
         "message": "response body exceeds 1024 bytes",
         "ok": false,
       }
     `);
-    expect(await tool.run(get(server.url('/declared')), ctx)).toMatchObject({
+    expect(await tool.execute(get(server.url('/declared')), ctx)).toMatchObject({
       ok: false,
       code: 'HTTP_RESPONSE_TOO_LARGE',
     });
     // HEAD announces the length of a body it does not send
-    expect(output(await tool.run({ method: 'HEAD', url: server.url('/declared') }, ctx))).toMatchObject({
+    expect(output(await tool.execute({ method: 'HEAD', url: server.url('/declared') }, ctx))).toMatchObject({
       status: 200,
       body: '',
     });
@@ -474,8 +488,8 @@ describe('http.request: hostile cases', () => {
     const server = await serve(() => {
       /* never answers */
     });
-    const tool = createHttpRequestTool({ ...LOCAL, timeoutMs: 200 });
-    expect(await tool.run(get(server.url()), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool({ ...LOCAL, timeoutMs: 200 });
+    expect(await tool.execute(get(server.url()), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_TIMEOUT",
         "message": "request timed out after 200 ms",
@@ -485,12 +499,12 @@ describe('http.request: hostile cases', () => {
   });
 
   it('times out on a hanging DNS lookup', async () => {
-    const tool = createHttpRequestTool({
+    const tool = httpTool({
       allowedHosts: ['slow.acme.test'],
       timeoutMs: 100,
       lookup: () => new Promise(() => {}),
     });
-    expect(await tool.run(get('http://slow.acme.test/'), ctx)).toMatchObject({
+    expect(await tool.execute(get('http://slow.acme.test/'), ctx)).toMatchObject({
       ok: false,
       code: 'HTTP_TIMEOUT',
     });
@@ -500,9 +514,9 @@ describe('http.request: hostile cases', () => {
     const server = await serve(() => {
       /* never answers */
     });
-    const tool = createHttpRequestTool(LOCAL);
+    const tool = httpTool(LOCAL);
     const controller = new AbortController();
-    const pending = tool.run(get(server.url()), { ...ctx, signal: controller.signal });
+    const pending = tool.execute(get(server.url()), { ...ctx, signal: controller.signal });
     setTimeout(() => controller.abort(), 50);
     expect(await pending).toMatchInlineSnapshot(`
       {
@@ -515,8 +529,8 @@ describe('http.request: hostile cases', () => {
 
   it('refuses a caller-supplied Host header (and Connection, Proxy-*, Transfer-Encoding)', async () => {
     const server = await serve(echo);
-    const tool = createHttpRequestTool(LOCAL);
-    expect(await tool.run(get(server.url(), { headers: { Host: 'internal.acme.test' } }), ctx))
+    const tool = httpTool(LOCAL);
+    expect(await tool.execute(get(server.url(), { headers: { Host: 'internal.acme.test' } }), ctx))
       .toMatchInlineSnapshot(`
         {
           "code": "HTTP_HEADER_NOT_ALLOWED",
@@ -525,12 +539,12 @@ describe('http.request: hostile cases', () => {
         }
       `);
     for (const name of ['connection', 'Proxy-Authorization', 'proxy-connection', 'Transfer-Encoding']) {
-      expect(await tool.run(get(server.url(), { headers: { [name]: 'x' } }), ctx)).toMatchObject({
+      expect(await tool.execute(get(server.url(), { headers: { [name]: 'x' } }), ctx)).toMatchObject({
         ok: false,
         code: 'HTTP_HEADER_NOT_ALLOWED',
       });
     }
-    expect(await tool.run(get(server.url(), { headers: { 'X-A': 'v\r\nX-Injected: 1' } }), ctx))
+    expect(await tool.execute(get(server.url(), { headers: { 'X-A': 'v\r\nX-Injected: 1' } }), ctx))
       .toMatchInlineSnapshot(`
         {
           "code": "HTTP_HEADER_INVALID",
@@ -543,20 +557,214 @@ describe('http.request: hostile cases', () => {
 
   it('refuses non-http schemes and credentials in the URL, also in a redirect', async () => {
     const server = await serve((_req, res) => res.writeHead(302, { location: 'file:///etc/passwd' }).end());
-    const tool = createHttpRequestTool(LOCAL);
-    expect(await tool.run(get(server.url()), ctx)).toMatchInlineSnapshot(`
+    const tool = httpTool(LOCAL);
+    expect(await tool.execute(get(server.url()), ctx)).toMatchInlineSnapshot(`
       {
         "code": "HTTP_URL_INVALID",
         "message": "scheme "file:" is not allowed; use http or https",
         "ok": false,
       }
     `);
-    expect(await tool.run(get(`http://user:pw@127.0.0.1:${server.port}/`), ctx)).toMatchObject({
+    expect(await tool.execute(get(`http://user:pw@127.0.0.1:${server.port}/`), ctx)).toMatchObject({
       ok: false,
       code: 'HTTP_URL_INVALID',
     });
   });
 });
+
+describe('http.request: through the registry', () => {
+  it('validates arguments once, in the registry: invalid arguments never reach the server', async () => {
+    const server = await serve(echo);
+    const tool = httpTool(LOCAL);
+    expect(tool.spec).toBe(httpRequest);
+    const registry = createToolRegistry([tool]);
+    for (const args of [
+      { method: 'TRACE', url: server.url() },
+      { method: 'GET', url: `file:///etc/passwd` },
+      { method: 'GET', url: server.url(), extra: true },
+      { method: 'GET', url: server.url(), headers: { a: 1 } },
+    ]) {
+      await expect(registry.execute('http.request', args, ctx), JSON.stringify(args)).rejects.toMatchObject({
+        code: 'TOOL_INVALID_ARGUMENTS',
+      });
+    }
+    expect(server.hits).toHaveLength(0);
+    expect(output(await registry.execute('http.request', get(server.url()), ctx)).status).toBe(200);
+    expect(server.hits).toHaveLength(1);
+  });
+});
+
+const IPV4 = /\b\d{1,3}(?:\.\d{1,3}){3}\b/;
+const IPV6 = /[0-9a-f]{0,4}:[0-9a-f]{0,4}:[0-9a-f:.]*/i;
+
+describe('http.request: refusal messages are safe for the model', () => {
+  it.each([
+    ['10.0.0.7', 'private'],
+    ['fd00::1', 'unique local (private)'],
+    ['169.254.169.254', 'link-local'],
+  ])('a name resolving to %s: message names no address, detail does', async (address, reason) => {
+    const tool = httpTool({
+      allowedHosts: ['internal.acme.test'],
+      lookup: fakeDns({ 'internal.acme.test': ['93.184.216.34', address] }),
+    });
+    const result = await tool.execute(get('http://internal.acme.test/'), ctx);
+    if (result.ok) throw new Error('expected a refusal');
+    expect(result.code).toBe('HTTP_ADDRESS_BLOCKED');
+    expect(result.message).toBe('host "internal.acme.test" resolves to an address that is not allowed');
+    expect(result.message).not.toMatch(IPV4);
+    expect(result.message).not.toMatch(IPV6);
+    expect(result.message).not.toContain(reason); // the range would describe the internal network too
+    expect(result.detail).toContain(address);
+    expect(result.detail).toContain(reason);
+  });
+
+  it('a literal host the URL parser normalised is not echoed back as an address', async () => {
+    const tool = httpTool({ allowedHosts: ['127.0.0.1'] });
+    const result = await tool.execute(get('http://2130706433/'), ctx);
+    if (result.ok) throw new Error('expected a refusal');
+    expect(result.code).toBe('HTTP_ADDRESS_BLOCKED');
+    expect(result.message).not.toMatch(IPV4);
+    expect(result.detail).toContain('127.0.0.1');
+  });
+
+  it('a refused connection names its error code but not the address in the message', async () => {
+    // a port that was just free: nothing listens on it
+    const probe = http.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const result = await httpTool(LOCAL).execute(get(`http://127.0.0.1:${port}/`), ctx);
+    expect(result).toMatchObject({
+      ok: false,
+      code: 'HTTP_CONNECTION_FAILED',
+      message: 'the request failed (ECONNREFUSED)',
+    });
+    if (result.ok) return;
+    expect(result.message).not.toMatch(IPV4);
+    expect(result.detail).toContain(`127.0.0.1:${port}`);
+  });
+});
+
+const opensslMissing = spawnSync('openssl', ['version']).error !== undefined;
+
+describe.skipIf(opensslMissing)(
+  opensslMissing ? 'http.request over HTTPS (SKIPPED: openssl not found on PATH)' : 'http.request over HTTPS',
+  () => {
+    let dir = '';
+    let cert = '';
+    let key = '';
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'http-tool-tls-'));
+      const made = spawnSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost,IP:127.0.0.1',
+          '-keyout',
+          join(dir, 'key.pem'),
+          '-out',
+          join(dir, 'cert.pem'),
+        ],
+        { encoding: 'utf8' },
+      );
+      if (made.status !== 0) throw new Error(`openssl failed: ${made.stderr}`);
+      cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+      key = readFileSync(join(dir, 'key.pem'), 'utf8');
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    async function serveTls(): Promise<{
+      port: number;
+      hits: http.IncomingMessage[];
+      servernames: (string | false | null)[];
+    }> {
+      const hits: http.IncomingMessage[] = [];
+      const servernames: (string | false | null)[] = [];
+      const server = https.createServer({ key, cert }, (req, res) => {
+        hits.push(req);
+        servernames.push((req.socket as TLSSocket).servername);
+        res.setHeader('content-type', 'text/plain');
+        res.end(`secure ${req.method} ${req.url}`);
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve());
+      });
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.closeAllConnections();
+            server.close(() => resolve());
+          }),
+      );
+      return { port: (server.address() as AddressInfo).port, hits, servernames };
+    }
+
+    it('reaches a server whose certificate is trusted through `ca`, loopback allowed explicitly', async () => {
+      const server = await serveTls();
+      const tool = httpTool({ ...LOCAL, ca: cert });
+      const out = output(await tool.execute(get(`https://127.0.0.1:${server.port}/x?y=1`), ctx));
+      expect(out.status).toBe(200);
+      expect(out.body).toBe('secure GET /x?y=1');
+      expect(out.finalUrl).toBe(`https://127.0.0.1:${server.port}/x?y=1`);
+      expect(server.hits).toHaveLength(1);
+    });
+
+    it('verifies against the host name, sent as SNI (lookup pinned to 127.0.0.1)', async () => {
+      const server = await serveTls();
+      const tool = httpTool({
+        allowedHosts: ['localhost'],
+        allowPrivateAddresses: ['127.0.0.1/32'],
+        lookup: fakeDns({ localhost: '127.0.0.1' }),
+        ca: Buffer.from(cert),
+      });
+      expect(output(await tool.execute(get(`https://localhost:${server.port}/`), ctx)).body).toBe(
+        'secure GET /',
+      );
+      expect(server.servernames).toEqual(['localhost']);
+    });
+
+    it('refuses an untrusted certificate with HTTP_TLS_FAILED, sending no request', async () => {
+      const server = await serveTls();
+      const result = await httpTool(LOCAL).execute(get(`https://127.0.0.1:${server.port}/`), ctx);
+      expect(result).toMatchObject({ ok: false, code: 'HTTP_TLS_FAILED' });
+      if (result.ok) return;
+      expect(result.message).toBe(
+        "the server's TLS certificate was not accepted (DEPTH_ZERO_SELF_SIGNED_CERT)",
+      );
+      expect(result.message).not.toMatch(IPV4);
+      expect(server.hits).toHaveLength(0);
+    });
+
+    it('refuses a trusted certificate that does not name the host', async () => {
+      const server = await serveTls();
+      const tool = httpTool({
+        allowedHosts: ['api.acme.test'],
+        allowPrivateAddresses: ['127.0.0.1/32'],
+        lookup: fakeDns({ 'api.acme.test': '127.0.0.1' }),
+        ca: cert,
+      });
+      const result = await tool.execute(get(`https://api.acme.test:${server.port}/`), ctx);
+      expect(result).toMatchObject({
+        ok: false,
+        code: 'HTTP_TLS_FAILED',
+        message: "the server's TLS certificate was not accepted (ERR_TLS_CERT_ALTNAME_INVALID)",
+      });
+      expect(server.hits).toHaveLength(0);
+    });
+  },
+);
 
 describe('address classification', () => {
   const reason = (address: string) => {
@@ -617,9 +825,8 @@ describe('configuration', () => {
     [{ allowedHosts: ['acme.test'], allowPrivateAddresses: ['10.0.0.0/33'] }],
     [{ allowedHosts: ['acme.test'], maxResponseBytes: 0 }],
     [{ allowedHosts: ['acme.test'], maxRedirects: -1 }],
+    [{ allowedHosts: ['acme.test'], ca: 'not a certificate' }],
   ])('refuses %j', (config) => {
-    expect(() => createHttpRequestTool(config)).toThrow(
-      expect.objectContaining({ code: 'HTTP_CONFIG_INVALID' }),
-    );
+    expect(() => httpTool(config)).toThrow(expect.objectContaining({ code: 'HTTP_CONFIG_INVALID' }));
   });
 });

@@ -13,8 +13,11 @@
  * - the response body is capped, the whole call (DNS, every hop, body) has one deadline, and the caller's
  *   `AbortSignal` is honoured.
  *
- * Failures are returned as `{ ok: false, code, message }` with a stable `HTTP_*` code; the message is what
- * the model is told.
+ * - HTTPS verifies the certificate against Node's default roots plus the configured `ca`, and the host name.
+ *
+ * Failures are returned as `{ ok: false, code, message, detail? }` with a stable `HTTP_*` code. The message is
+ * what the model is told and never names a resolved address or DNS answer; `detail` (for the audit log only)
+ * does.
  * @module
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
@@ -22,14 +25,17 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { isIP } from 'node:net';
 import type { LookupFunction } from 'node:net';
+import * as tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import type { z } from 'zod';
 import { AgentRuntimeError } from '../../policy/errors.ts';
 import { httpRequest } from '../../tools/builtin-specs.ts';
+import { implementTool } from './define.ts';
+import type { ToolImplementation, ToolResult } from './define.ts';
 
 /** Stable error codes of the `http.request` tool. */
 export const HttpErrorCode = {
   configInvalid: 'HTTP_CONFIG_INVALID',
-  invalidArguments: 'HTTP_INVALID_ARGUMENTS',
   urlInvalid: 'HTTP_URL_INVALID',
   hostNotAllowed: 'HTTP_HOST_NOT_ALLOWED',
   addressBlocked: 'HTTP_ADDRESS_BLOCKED',
@@ -42,6 +48,7 @@ export const HttpErrorCode = {
   timeout: 'HTTP_TIMEOUT',
   aborted: 'HTTP_ABORTED',
   connectionFailed: 'HTTP_CONNECTION_FAILED',
+  tlsFailed: 'HTTP_TLS_FAILED',
   internal: 'HTTP_INTERNAL',
 } as const;
 export type HttpErrorCode = (typeof HttpErrorCode)[keyof typeof HttpErrorCode];
@@ -55,7 +62,7 @@ export interface HttpLookupAddress {
 /** Resolves a host name to every address it has (the `node:dns/promises` `lookup` with `all: true`). */
 export type HttpLookup = (hostname: string) => Promise<readonly HttpLookupAddress[]>;
 
-/** Configuration of {@link createHttpRequestTool}. */
+/** Configuration of {@link httpTool}. */
 export interface HttpRequestToolConfig {
   /** Host names the tool may reach: exact (`api.acme.test`, `127.0.0.1`, `[::1]`) or `*.acme.test` (one label). */
   readonly allowedHosts: readonly string[];
@@ -72,6 +79,11 @@ export interface HttpRequestToolConfig {
   readonly maxRedirects?: number;
   /** DNS resolution; default `lookup(host, { all: true })` from `node:dns/promises`. */
   readonly lookup?: HttpLookup;
+  /**
+   * Extra trusted CA certificate(s), PEM, for HTTPS (a private CA, a test's self-signed certificate); added to
+   * Node's default roots. The host name is still verified against the certificate.
+   */
+  readonly ca?: string | Buffer;
 }
 
 /** Validated arguments of `http.request`. */
@@ -92,27 +104,13 @@ export interface HttpRequestOutput {
   readonly redirects: readonly string[];
 }
 
-/** Per-call context (what `implementTool` hands to `run`). */
-export interface HttpToolContext {
-  readonly idempotencyKey: string;
-  readonly signal?: AbortSignal;
-}
-
-/** A tool result. */
-export type HttpToolResult =
-  | { readonly ok: true; readonly output: unknown }
-  | { readonly ok: false; readonly code: string; readonly message: string };
-
-/** The tool: its spec and its implementation, ready for `implementTool(spec, run)`. */
-export interface HttpRequestTool {
-  readonly spec: typeof httpRequest;
-  readonly run: (args: HttpRequestArgs, ctx: HttpToolContext) => Promise<HttpToolResult>;
-}
-
-/** A failure of one call, with a stable `HTTP_*` code. */
+/** A failure of one call, with a stable `HTTP_*` code; `message` is safe for the model, `detail` is not. */
 export class HttpToolError extends AgentRuntimeError {
-  constructor(code: HttpErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
+  /** Diagnostic detail (resolved addresses, low-level error codes) for the audit log, never for the model. */
+  readonly detail: string | undefined;
+  constructor(code: HttpErrorCode, message: string, options?: { cause?: unknown; detail?: string }) {
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.detail = options?.detail;
   }
 }
 
@@ -122,8 +120,14 @@ const DEFAULT_MAX_REDIRECTS = 5;
 
 const defaultLookup: HttpLookup = (hostname) => dnsLookup(hostname, { all: true });
 
-/** Creates the `http.request` tool. Throws `HTTP_CONFIG_INVALID` on a malformed configuration. */
-export function createHttpRequestTool(config: HttpRequestToolConfig): HttpRequestTool {
+/**
+ * The `http.request` tool bound to its implementation. Arguments are validated once, by the registry
+ * (`execute`), with the spec's schema; `run` trusts them. Throws `HTTP_CONFIG_INVALID` on a malformed
+ * configuration.
+ */
+export function httpTool(
+  config: HttpRequestToolConfig,
+): ToolImplementation<HttpRequestArgs, HttpRequestToolConfig> {
   const hosts = compileAllowedHosts(config.allowedHosts);
   const allowance = compileAllowance(config.allowPrivateAddresses ?? []);
   const maxResponseBytes = positiveInt(
@@ -143,13 +147,13 @@ export function createHttpRequestTool(config: HttpRequestToolConfig): HttpReques
     timeoutMs,
     maxRedirects,
     lookup: config.lookup ?? defaultLookup,
+    ca: trustedCas(config.ca),
   };
 
-  const run = async (args: HttpRequestArgs, ctx: HttpToolContext): Promise<HttpToolResult> => {
-    const parsed = httpRequest.args.safeParse(args);
-    if (!parsed.success) {
-      return fail(HttpErrorCode.invalidArguments, 'invalid arguments for http.request');
-    }
+  const run = async (
+    args: HttpRequestArgs,
+    ctx: { readonly idempotencyKey: string; readonly signal?: AbortSignal },
+  ): Promise<ToolResult> => {
     const controller = new AbortController();
     const timer = setTimeout(() => {
       controller.abort(new HttpToolError(HttpErrorCode.timeout, `request timed out after ${timeoutMs} ms`));
@@ -160,22 +164,41 @@ export function createHttpRequestTool(config: HttpRequestToolConfig): HttpReques
     ctx.signal?.addEventListener('abort', onCallerAbort, { once: true });
     try {
       if (ctx.signal?.aborted === true) onCallerAbort();
-      const output = await perform(settings, parsed.data, ctx.idempotencyKey, controller.signal);
+      const output = await perform(settings, args, ctx.idempotencyKey, controller.signal);
       return { ok: true, output };
     } catch (error) {
-      if (error instanceof HttpToolError) return fail(error.code, error.message);
-      return fail(HttpErrorCode.internal, 'the request failed unexpectedly');
+      if (error instanceof HttpToolError) return fail(error.code, error.message, error.detail);
+      return fail(HttpErrorCode.internal, 'the request failed unexpectedly', describe(error));
     } finally {
       clearTimeout(timer);
       ctx.signal?.removeEventListener('abort', onCallerAbort);
     }
   };
 
-  return { spec: httpRequest, run };
+  return implementTool(httpRequest, run, config);
 }
 
-function fail(code: string, message: string): HttpToolResult {
-  return { ok: false, code, message };
+function fail(code: string, message: string, detail: string | undefined): ToolResult {
+  return detail === undefined ? { ok: false, code, message } : { ok: false, code, message, detail };
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** Node's default roots plus `ca`, or undefined (Node's defaults) when no `ca` is configured. */
+function trustedCas(ca: string | Buffer | undefined): readonly (string | Buffer)[] | undefined {
+  if (ca === undefined) return undefined;
+  try {
+    new X509Certificate(ca);
+  } catch (error) {
+    throw new AgentRuntimeError(HttpErrorCode.configInvalid, 'ca is not a PEM or DER certificate', {
+      cause: error,
+    });
+  }
+  const defaults =
+    typeof tls.getCACertificates === 'function' ? tls.getCACertificates('default') : tls.rootCertificates;
+  return [...defaults, ca];
 }
 
 function positiveInt(value: number | undefined, fallback: number, name: string): number {
@@ -193,6 +216,7 @@ interface Settings {
   readonly timeoutMs: number;
   readonly maxRedirects: number;
   readonly lookup: HttpLookup;
+  readonly ca: readonly (string | Buffer)[] | undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -259,7 +283,15 @@ async function perform(
     if (body !== undefined) sent.set('content-length', String(Buffer.byteLength(body, 'utf8')));
     else if (NON_IDEMPOTENT.has(method)) sent.set('content-length', '0');
 
-    const response = await exchange(target, method, sent, body, settings.maxResponseBytes, signal);
+    const response = await exchange(
+      target,
+      method,
+      sent,
+      body,
+      settings.maxResponseBytes,
+      settings.ca,
+      signal,
+    );
     const location = response.headers.location;
     if (!REDIRECT_STATUSES.has(response.status) || location === undefined) {
       return {
@@ -353,13 +385,18 @@ async function resolveTarget(url: URL, settings: Settings, signal: AbortSignal):
       answer = await abortable(settings.lookup(bare), signal);
     } catch (error) {
       if (error instanceof HttpToolError) throw error;
-      throw new HttpToolError(HttpErrorCode.dnsFailed, `could not resolve host "${host}"`, { cause: error });
+      throw new HttpToolError(HttpErrorCode.dnsFailed, `could not resolve host "${host}"`, {
+        cause: error,
+        detail: `lookup of "${bare}" failed: ${describe(error)}`,
+      });
     }
     addresses = [];
     for (const entry of answer) {
       const family = isIP(entry.address);
       if (family === 0) {
-        throw new HttpToolError(HttpErrorCode.dnsFailed, `host "${host}" resolved to an invalid address`);
+        throw new HttpToolError(HttpErrorCode.dnsFailed, `host "${host}" resolved to an invalid address`, {
+          detail: `lookup of "${bare}" answered ${JSON.stringify(entry.address)}`,
+        });
       }
       addresses.push({ address: entry.address, family });
     }
@@ -372,11 +409,18 @@ async function resolveTarget(url: URL, settings: Settings, signal: AbortSignal):
     const reason = ip === undefined ? 'unparseable' : blockedReason(ip);
     if (reason === undefined) continue;
     if (ip !== undefined && isAllowed(settings.allowance, ip, host)) continue;
+    // the message never names the address nor, for a name, its range: both describe the internal network
     throw new HttpToolError(
       HttpErrorCode.addressBlocked,
       literalVersion !== 0
-        ? `address ${address} is not allowed (${reason})`
-        : `host "${host}" resolves to ${address}, which is not allowed (${reason})`,
+        ? `the IP address in the URL is not allowed (${reason})`
+        : `host "${host}" resolves to an address that is not allowed`,
+      {
+        detail:
+          literalVersion !== 0
+            ? `address ${address} is not allowed (${reason})`
+            : `host "${host}" resolves to ${address}, which is not allowed (${reason})`,
+      },
     );
   }
   return { url, hostname: bare, literal: literalVersion !== 0, addresses };
@@ -437,6 +481,7 @@ function exchange(
   headers: ReadonlyMap<string, string>,
   body: string | undefined,
   maxBytes: number,
+  ca: readonly (string | Buffer)[] | undefined,
   signal: AbortSignal,
 ): Promise<RawResponse> {
   const { url } = target;
@@ -458,6 +503,7 @@ function exchange(
     setHost: false,
   };
   if (secure && !target.literal) options.servername = target.hostname;
+  if (secure && ca !== undefined) options.ca = [...ca];
 
   return new Promise<RawResponse>((resolve, reject) => {
     if (signal.aborted) {
@@ -528,12 +574,28 @@ function tooLarge(maxBytes: number): HttpToolError {
   return new HttpToolError(HttpErrorCode.responseTooLarge, `response body exceeds ${maxBytes} bytes`);
 }
 
+/** Certificate verification and handshake failures (OpenSSL verify codes, Node's `ERR_TLS_*`/`ERR_SSL_*`). */
+const TLS_ERROR = /^ERR_(?:TLS|SSL)_|CERT|SELF_SIGNED|ISSUER|LEAF_SIGNATURE|CRL_/;
+
 function connectionError(error: unknown): HttpToolError {
   const code =
     typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
-      ? ` (${error.code})`
-      : '';
-  return new HttpToolError(HttpErrorCode.connectionFailed, `the request failed${code}`, { cause: error });
+      ? error.code
+      : undefined;
+  // the low-level message can name the connected address, so it goes to `detail` only
+  const detail = describe(error);
+  if (code !== undefined && TLS_ERROR.test(code)) {
+    return new HttpToolError(
+      HttpErrorCode.tlsFailed,
+      `the server's TLS certificate was not accepted (${code})`,
+      { cause: error, detail },
+    );
+  }
+  return new HttpToolError(
+    HttpErrorCode.connectionFailed,
+    `the request failed${code === undefined ? '' : ` (${code})`}`,
+    { cause: error, detail },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------

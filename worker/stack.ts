@@ -1,0 +1,170 @@
+/**
+ * The embedded stack of `agent-runtime dev`: a Temporal dev server (SQLite file, Web UI), the
+ * `agents`, `tools` and `approvals` workers in this process, the vote-signing key and the
+ * append-only audit file, all under one state directory.
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import { fanOut, openAuditFile } from '../activities/audit/index.ts';
+import type { AuditClient, AuditEvent, AuditFile } from '../activities/audit/index.ts';
+import { createModelActivities } from '../activities/model/index.ts';
+import type { NoticeSink } from '../activities/approvals/index.ts';
+import type { AnyToolImplementation } from '../activities/tools/define.ts';
+import { fsTools } from '../activities/tools/fs.ts';
+import {
+  initSigningKey,
+  loadPublicKeys,
+  PUBLIC_KEY_FILE,
+  SECRET_KEY_FILE,
+} from '../approval-channels/keys.ts';
+import { bundleAgentWorkflows } from './bundle.ts';
+import { startDevServer } from './temporal/dev-server.ts';
+import type { DevServerHandle } from './temporal/dev-server.ts';
+import type { TemporalToolsLogger } from './temporal/binary.ts';
+import { SEARCH_ATTRIBUTES } from './temporal/search-attributes.ts';
+import { createAgentsWorker, createApprovalsWorker, createToolsWorker } from './workers.ts';
+
+export interface DevStackOptions {
+  /** Holds `temporal.db`, `keys/`, `audit/`, `state/` and (by default) `workspace/`. */
+  readonly stateDir: string;
+  /** gRPC port (default 7233) and Web UI port (default 8233); `0` picks free ports. */
+  readonly port?: number;
+  readonly uiPort?: number;
+  /** Keep Temporal's state in memory instead of `temporal.db` (tests). */
+  readonly inMemory?: boolean;
+  /** The directory the agent sees as `/workspace` (default `<stateDir>/workspace`). */
+  readonly workspace?: string;
+  /** Pure modules exporting `toolSpecs` (custom tools the workflow decides on). */
+  readonly toolSpecModules?: readonly string[];
+  /** Implementations of custom tools for the tools worker. */
+  readonly tools?: readonly AnyToolImplementation[];
+  /** Approval notices (the `log` channel); default: nothing. */
+  readonly onNotice?: NoticeSink;
+  /** Every audit event after it is stored. */
+  readonly onAudit?: (event: AuditEvent) => void;
+  readonly logger?: TemporalToolsLogger;
+}
+
+export interface DevStack {
+  readonly address: string;
+  readonly namespace: string;
+  readonly uiUrl: string | undefined;
+  readonly client: Client;
+  readonly stateDir: string;
+  readonly workspace: string;
+  readonly auditFile: string;
+  readonly keys: { readonly secretKeyFile: string; readonly publicKeyFile: string };
+  /** keyId → public key hex, for run inputs. */
+  readonly trustedKeys: Readonly<Record<string, string>>;
+  /** Stops workers, connections and the server. Idempotent. */
+  stop(): Promise<void>;
+}
+
+let runtimeInstalled = false;
+
+/** Starts the embedded stack; `stop()` undoes everything. */
+export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
+  if (!runtimeInstalled) {
+    runtimeInstalled = true;
+    try {
+      Runtime.install({ logger: new DefaultLogger('WARN') });
+    } catch {
+      // installed already (tests)
+    }
+  }
+  const stateDir = options.stateDir;
+  const workspace = options.workspace ?? join(stateDir, 'workspace');
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await mkdir(workspace, { recursive: true });
+  const keyDir = join(stateDir, 'keys');
+  const keys = { secretKeyFile: join(keyDir, SECRET_KEY_FILE), publicKeyFile: join(keyDir, PUBLIC_KEY_FILE) };
+  if (!existsSync(keys.secretKeyFile)) await initSigningKey(keyDir);
+  const publicKeys = await loadPublicKeys([keys.publicKeyFile]);
+  const trustedKeys = Object.fromEntries([...publicKeys].map(([id, key]) => [id, bytesToHex(key)]));
+
+  const cleanups: (() => Promise<void>)[] = [];
+  const stop = async (): Promise<void> => {
+    while (cleanups.length > 0)
+      await cleanups
+        .pop()?.()
+        .catch(() => undefined);
+  };
+  try {
+    const server: DevServerHandle = await startDevServer({
+      port: options.port ?? 7233,
+      ui: true,
+      uiPort: options.uiPort ?? 8233,
+      ...(options.inMemory ? {} : { dbFilename: join(stateDir, 'temporal.db') }),
+      searchAttributes: SEARCH_ATTRIBUTES,
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    cleanups.push(() => server.stop());
+
+    const auditFile = join(stateDir, 'audit', 'audit.jsonl');
+    const file: AuditFile = await openAuditFile(auditFile, { repairTruncatedTail: true });
+    cleanups.push(() => file.close());
+    const audit: AuditClient = options.onAudit
+      ? {
+          append: async (event) => {
+            const stored = await file.append(event);
+            options.onAudit?.(stored);
+            return stored;
+          },
+        }
+      : fanOut(file);
+
+    const connection = await NativeConnection.connect({ address: server.address });
+    cleanups.push(() => connection.close());
+    const clientConnection = await Connection.connect({ address: server.address });
+    cleanups.push(() => clientConnection.close());
+    const client = new Client({ connection: clientConnection, namespace: server.namespace });
+
+    const bundle = await bundleAgentWorkflows(options.toolSpecModules ?? []);
+    const on = { connection, namespace: server.namespace };
+    const workers: Worker[] = [
+      await createAgentsWorker({ ...on, bundle, activities: createModelActivities(), audit }),
+      await createToolsWorker({
+        ...on,
+        tools: [
+          ...fsTools({
+            roots: [],
+            mounts: { '/workspace': workspace },
+            stateDir: join(stateDir, 'state', 'fs'),
+          }),
+          ...(options.tools ?? []),
+        ],
+        trustedKeys: publicKeys,
+        audit,
+        journalDir: join(stateDir, 'state', 'journal'),
+      }),
+      await createApprovalsWorker({ ...on, sink: options.onNotice ?? (() => undefined) }),
+    ];
+    const running = workers.map((worker) => worker.run());
+    cleanups.push(async () => {
+      for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+      await Promise.allSettled(running);
+    });
+
+    return {
+      address: server.address,
+      namespace: server.namespace,
+      uiUrl: server.uiUrl,
+      client,
+      stateDir,
+      workspace,
+      auditFile,
+      keys,
+      trustedKeys,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
