@@ -20,7 +20,7 @@ import type { MemoryAudit } from '../activities/audit/index.ts';
 import { createModelActivities } from '../activities/model/index.ts';
 import type { ScriptedTurn } from '../activities/model/types.ts';
 import type { AnyToolImplementation } from '../activities/tools/define.ts';
-import { fsTools } from '../activities/tools/fs.ts';
+import { builtinTools } from '../activities/tools/index.ts';
 import type { ApprovalNotice } from '../workflows/approval-types.ts';
 import type { agentRunWorkflow } from '../workflows/agent-run.ts';
 import { statusQuery } from '../workflows/agent-run.ts';
@@ -136,7 +136,10 @@ export function useAgentStack(options: AgentStackOptions): AgentStack {
           ...connection,
           taskQueue: queues.tools,
           tools: [
-            ...fsTools({ roots: [], mounts: { '/workspace': workspace }, stateDir: join(state, 'fs') }),
+            ...builtinTools({
+              fs: { roots: [], mounts: { '/workspace': workspace }, stateDir: join(state, 'fs') },
+              http: { allowedHosts: [] },
+            }),
             ...(options.tools?.({ workspace, state }) ?? []),
           ],
           trustedKeys: new Map([[keyIdOf(publicKey), publicKey]]),

@@ -16,7 +16,8 @@ import type { AuditClient, AuditEvent, AuditFile } from '../activities/audit/ind
 import { createModelActivities } from '../activities/model/index.ts';
 import type { NoticeSink } from '../activities/approvals/index.ts';
 import type { AnyToolImplementation } from '../activities/tools/define.ts';
-import { fsTools } from '../activities/tools/fs.ts';
+import { builtinTools } from '../activities/tools/index.ts';
+import type { HttpRequestToolConfig } from '../activities/tools/http.ts';
 import {
   initSigningKey,
   loadPublicKeys,
@@ -44,6 +45,8 @@ export interface DevStackOptions {
   readonly toolSpecModules?: readonly string[];
   /** Implementations of custom tools for the tools worker. */
   readonly tools?: readonly AnyToolImplementation[];
+  /** `http.request` configuration (default: no host allowed, every call refused). */
+  readonly http?: HttpRequestToolConfig;
   /** Approval notices (the `log` channel); default: nothing. */
   readonly onNotice?: NoticeSink;
   /** Every audit event after it is stored. */
@@ -132,10 +135,9 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       await createToolsWorker({
         ...on,
         tools: [
-          ...fsTools({
-            roots: [],
-            mounts: { '/workspace': workspace },
-            stateDir: join(stateDir, 'state', 'fs'),
+          ...builtinTools({
+            fs: { roots: [], mounts: { '/workspace': workspace }, stateDir: join(stateDir, 'state', 'fs') },
+            http: options.http ?? { allowedHosts: [] },
           }),
           ...(options.tools ?? []),
         ],

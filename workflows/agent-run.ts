@@ -485,48 +485,76 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
       quorum: requirement.quorum,
       timeoutMs: requirement.timeoutMs,
     });
+    // the wait ends early when the run is revoked; the approval request is then cancelled
+    const approvalScope = new CancellationScope();
+    const revokeWatch = new CancellationScope();
+    const revoked = revokeWatch.run(() => condition(isRevoked));
+    revoked.catch(() => undefined);
     try {
-      const child = await startChild(approvalWorkflow, {
-        workflowId: approvalWorkflowId,
-        args: [
-          {
-            runWorkflowId: runId,
-            step,
-            agentId: input.agentId,
-            requester: input.requestedBy,
-            action: {
-              tool: call.tool,
-              args: call.args,
-              resource: decision.resource,
-              rationale: call.rationale,
+      const waiting = approvalScope.run(async () => {
+        const child = await startChild(approvalWorkflow, {
+          workflowId: approvalWorkflowId,
+          args: [
+            {
+              runWorkflowId: runId,
+              step,
+              agentId: input.agentId,
+              requester: input.requestedBy,
+              action: {
+                tool: call.tool,
+                args: call.args,
+                resource: decision.resource,
+                rationale: call.rationale,
+              },
+              actionDigest: digest,
+              ruleId: decision.ruleId,
+              policyVersion: decision.policyVersion,
+              approval: requirement,
+              notifyTaskQueue: approvalQueue,
+              trustedKeys: input.trustedKeys,
             },
-            actionDigest: digest,
-            ruleId: decision.ruleId,
-            policyVersion: decision.policyVersion,
-            approval: requirement,
-            notifyTaskQueue: approvalQueue,
-            trustedKeys: input.trustedKeys,
+          ],
+          staticSummary:
+            `Approval: ${call.tool}${decision.resource ? ` ${decision.resource}` : ''} (step ${step})`.slice(
+              0,
+              200,
+            ),
+          staticDetails: `Run \`${runId}\` of agent **${input.agentId}** asks to run \`${call.tool}\` (rule ${decision.ruleId ?? 'default'}).\n\nRationale (unverified, from the model): ${call.rationale ?? '—'}`,
+          searchAttributes: {
+            AgentId: [input.agentId],
+            RequestedBy: [input.requestedBy],
+            PolicyVersion: [decision.policyVersion],
+            ApprovalState: ['PENDING'],
           },
-        ],
-        staticSummary:
-          `Approval: ${call.tool}${decision.resource ? ` ${decision.resource}` : ''} (step ${step})`.slice(
-            0,
-            200,
-          ),
-        staticDetails: `Run \`${runId}\` of agent **${input.agentId}** asks to run \`${call.tool}\` (rule ${decision.ruleId ?? 'default'}).\n\nRationale (unverified, from the model): ${call.rationale ?? '—'}`,
-        searchAttributes: {
-          AgentId: [input.agentId],
-          RequestedBy: [input.requestedBy],
-          PolicyVersion: [decision.policyVersion],
-          ApprovalState: ['PENDING'],
-        },
+        });
+        // announced once the child exists, so a vote sent on seeing it has somewhere to go
+        pendingApproval = { step, tool: call.tool, approvalWorkflowId };
+        state = 'waiting_approval';
+        setRunState('WAITING_APPROVAL');
+        showDetails();
+        return child.result();
       });
-      // announced once the child exists, so a vote sent on seeing it has somewhere to go
-      pendingApproval = { step, tool: call.tool, approvalWorkflowId };
-      state = 'waiting_approval';
-      setRunState('WAITING_APPROVAL');
-      showDetails();
-      const result = await child.result();
+      waiting.catch(() => undefined);
+      const winner = await Promise.race([waiting, revoked.then(() => null)]);
+      if (winner === null) {
+        approvalScope.cancel();
+        await waiting.catch(() => undefined);
+        emit(AuditKind.approvalDecided, step, {
+          approvalWorkflowId,
+          status: 'cancelled',
+          reason: 'the run was revoked',
+        });
+        return {
+          status: 'denied',
+          approvedBy: [],
+          deniedBy: null,
+          reason: 'the run was revoked',
+          votes: [],
+          attempts: [],
+          escalated: false,
+        };
+      }
+      const result = winner;
       emit(AuditKind.approvalDecided, step, {
         approvalWorkflowId,
         status: result.status,
@@ -551,6 +579,7 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
       }
       throw error;
     } finally {
+      revokeWatch.cancel();
       pendingApproval = null;
       state = 'running';
       setRunState('RUNNING');

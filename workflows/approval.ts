@@ -18,10 +18,12 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import {
   allHandlersFinished,
   ApplicationFailure,
+  CancellationScope,
   condition,
   defineQuery,
   defineSignal,
   defineUpdate,
+  isCancellation,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -57,7 +59,7 @@ export const voteUpdate = defineUpdate<VoteReceipt, [unknown]>('vote');
 
 /** Live view for approval UIs and the operator CLI. */
 export interface ApprovalView {
-  readonly state: 'PENDING' | 'APPROVED' | 'DENIED' | 'TIMED_OUT';
+  readonly state: 'PENDING' | 'APPROVED' | 'DENIED' | 'TIMED_OUT' | 'CANCELLED';
   readonly approvedBy: readonly string[];
   readonly quorum: number;
   readonly escalated: boolean;
@@ -241,29 +243,41 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
   setCurrentDetails(`**Pending**: ${request.action.tool}, ${approval.quorum} approval(s) needed`);
   await notifyApprovers(notice('request', approval.eligible, null));
 
-  while (state === 'PENDING') {
-    const now = Date.now();
-    if (now >= expiresAtMs) {
-      state = 'TIMED_OUT';
-      break;
+  try {
+    while (state === 'PENDING') {
+      const now = Date.now();
+      if (now >= expiresAtMs) {
+        state = 'TIMED_OUT';
+        break;
+      }
+      if (!reminded && remindAtMs !== null && now >= remindAtMs) {
+        reminded = true;
+        await notifyApprovers(notice('reminder', approval.eligible, null));
+        continue;
+      }
+      if (!escalated && escalateAtMs !== null && approval.escalate !== null && now >= escalateAtMs) {
+        escalated = true;
+        await notifyApprovers(notice('escalation', approval.escalate.eligible, null));
+        continue;
+      }
+      const wakeAt = Math.min(
+        expiresAtMs,
+        !reminded && remindAtMs !== null ? remindAtMs : Infinity,
+        !escalated && escalateAtMs !== null ? escalateAtMs : Infinity,
+      );
+      await condition(() => inbox.length > 0 || currentState() !== 'PENDING', wakeAt - now);
+      while (inbox.length > 0 && state === 'PENDING') judge(inbox.shift(), 'signal');
     }
-    if (!reminded && remindAtMs !== null && now >= remindAtMs) {
-      reminded = true;
-      await notifyApprovers(notice('reminder', approval.eligible, null));
-      continue;
+  } catch (error) {
+    if (isCancellation(error)) {
+      // the run was revoked or cancelled: the request can no longer be decided
+      await CancellationScope.nonCancellable(async () => {
+        upsertSearchAttributes([{ key: ApprovalStateKey, value: 'CANCELLED' }]);
+        setCurrentDetails('**Cancelled**: the run was revoked before a decision');
+        emit(AuditKind.approvalDecided, request.step, { approvalWorkflowId, status: 'cancelled' });
+      });
     }
-    if (!escalated && escalateAtMs !== null && approval.escalate !== null && now >= escalateAtMs) {
-      escalated = true;
-      await notifyApprovers(notice('escalation', approval.escalate.eligible, null));
-      continue;
-    }
-    const wakeAt = Math.min(
-      expiresAtMs,
-      !reminded && remindAtMs !== null ? remindAtMs : Infinity,
-      !escalated && escalateAtMs !== null ? escalateAtMs : Infinity,
-    );
-    await condition(() => inbox.length > 0 || currentState() !== 'PENDING', wakeAt - now);
-    while (inbox.length > 0 && state === 'PENDING') judge(inbox.shift(), 'signal');
+    throw error;
   }
 
   // judge() changes state inside a closure, which the compiler's narrowing does not see
