@@ -4,13 +4,54 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
-import { describe, expect, it } from 'vitest';
+import type { temporal } from '@temporalio/proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../activities/model/types.ts';
 import { AuditKind } from '../activities/audit/types.ts';
 import { statusQuery } from '../workflows/agent-run.ts';
-import { loadGovernance, OPS_GOVERNANCE, useAgentStack } from './agent-stack.ts';
+import { billingTools } from '../examples/billing/tool.ts';
+import { DEMO_ORDERS, startFakeBillingApi } from '../examples/billing/fake-api.ts';
+import type { FakeBillingApi } from '../examples/billing/fake-api.ts';
+import { parseGovernanceOrThrow } from '../policy/index.ts';
+import { stringify } from 'yaml';
+import {
+  BILLING_SPEC_MODULE,
+  FINANCE_GOVERNANCE,
+  loadGovernance,
+  OPS_GOVERNANCE,
+  useAgentStack,
+} from './agent-stack.ts';
 
-const stack = useAgentStack({ name: 'agent-run' });
+let billingApi: FakeBillingApi;
+beforeAll(async () => {
+  billingApi = await startFakeBillingApi({ apiKey: 'test-key', orders: DEMO_ORDERS });
+});
+afterAll(() => billingApi.close());
+
+const stack = useAgentStack({
+  name: 'agent-run',
+  toolSpecModules: [BILLING_SPEC_MODULE],
+  tools: () => billingTools({ baseUrl: billingApi.url, apiKey: 'test-key' }),
+});
+
+/** What the model was sent on its last turn (the `callModel` input in history). */
+async function lastModelInput(handle: { fetchHistory(): Promise<temporal.api.history.v1.IHistory> }) {
+  const history = await handle.fetchHistory();
+  const scheduled = (history.events ?? []).filter(
+    (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'callModel',
+  );
+  const payload = scheduled.at(-1)?.activityTaskScheduledEventAttributes?.input?.payloads?.[0]?.data;
+  return JSON.parse(Buffer.from(payload ?? new Uint8Array()).toString('utf8')) as { messages: ChatMessage[] };
+}
+
+function activitySummaries(history: temporal.api.history.v1.IHistory): string[] {
+  return (history.events ?? [])
+    .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'executeTool')
+    .map(
+      (e) =>
+        JSON.parse(Buffer.from(e.userMetadata?.summary?.data ?? new Uint8Array()).toString('utf8')) as string,
+    );
+}
 
 /** The tool messages the model received, parsed. */
 function toolReplies(messages: readonly ChatMessage[]): Record<string, unknown>[] {
@@ -74,9 +115,24 @@ describe('AgentRun', () => {
     expect(readFileSync(join(stack.workspace, 'config', 'app.yaml'), 'utf8')).toBe('replicas: 3\n');
     expect(existsSync(join(stack.workspace, 'relative.md'))).toBe(false);
 
-    // what the model was told
+    // the Temporal UI shows each tool activity with its decision
     const history = await handle.fetchHistory();
-    expect(history.events?.length).toBeGreaterThan(10);
+    expect(activitySummaries(history)).toEqual([
+      'fs.list /workspace/docs — autonomous (read-workspace)',
+      'fs.write /workspace/docs/a.md — preapproved (write-docs)',
+      'fs.write /workspace/config/app.yaml — approval (write-config)',
+    ]);
+    // what the model was told
+    const replies = toolReplies((await lastModelInput(handle)).messages);
+    expect(replies.map((r) => (r['ok'] ? 'ok' : (r['denied'] as { code: string }).code))).toEqual([
+      'ok',
+      'ok',
+      'prohibited',
+      'ok',
+      'unknown_tool',
+      'invalid_arguments',
+    ]);
+    expect(JSON.stringify(replies[2])).not.toContain('secrets-never');
     const audit = stack.audit.events().filter((e) => e.run === handle.workflowId);
     const kinds = audit.map((e) => e.kind);
     expect(kinds.filter((k) => k === AuditKind.decision)).toHaveLength(6);
@@ -146,6 +202,95 @@ describe('AgentRun', () => {
     const view = await handle.query(statusQuery);
     expect(view).toMatchObject({ state: 'finished', step: 1, posture: 'normal', requestedBy: 'carol' });
     expect(view.usage.modelTurns).toBe(2);
-    expect(toolReplies([]).length).toBe(0);
+  });
+
+  it('a custom tool (billing.refund): preapproved runs once with the idempotency key; approval waits; too large is prohibited', async () => {
+    const governance = await loadGovernance(FINANCE_GOVERNANCE);
+    const refund = (orderId: string, amountCents: number) => ({
+      tool: 'billing.refund',
+      args: { orderId, amountCents, currency: 'USD', reason: 'late delivery' },
+      rationale: 'customer asked',
+    });
+    const handle = await stack.start({
+      governance,
+      requestedBy: 'lena',
+      turns: [
+        {
+          calls: [
+            refund('ord_demo1001', 2500),
+            refund('ord_demo1002', 20_000),
+            refund('ord_demo1004', 600_000),
+          ],
+        },
+        { final: 'refunds handled' },
+      ],
+    });
+    const waiting = await stack.waitFor(handle, (v) => v.pendingApproval !== null);
+    const approvalId = waiting.pendingApproval?.approvalWorkflowId ?? '';
+    await expect(stack.vote(approvalId, 'lena', 'approve')).rejects.toMatchObject({
+      code: 'VOTE_BY_REQUESTER',
+    });
+    await expect(stack.vote(approvalId, 'erik', 'approve')).rejects.toMatchObject({
+      code: 'VOTE_INELIGIBLE',
+    });
+    await stack.vote(waiting.pendingApproval?.approvalWorkflowId ?? '', 'fatima', 'approve');
+    const result = await handle.result();
+    expect(result.decisions.map((d) => [d.tier, d.ruleId, d.outcome])).toEqual([
+      ['preapproved', 'refund-small', 'executed'],
+      ['approval', 'refund-medium', 'executed'],
+      ['prohibited', 'refund-too-large', 'denied'],
+    ]);
+    const mine = billingApi.refunds().filter((r) => r.idempotencyKey.startsWith(`${handle.workflowId}/`));
+    expect(mine.map((r) => [r.orderId, r.amountCents, r.idempotencyKey])).toEqual([
+      ['ord_demo1001', 2500, `${handle.workflowId}/1`],
+      ['ord_demo1002', 20_000, `${handle.workflowId}/2`],
+    ]);
+  });
+
+  it('an approval nobody answers times out: denied, not executed, and the model is told', async () => {
+    const base = await loadGovernance(OPS_GOVERNANCE);
+    const text = stringify(base.document)
+      .replace('timeout: 30m', 'timeout: 3s')
+      .replace('remindAfter: 10m', 'remindAfter: 1s')
+      .replace('after: 20m', 'after: 2s');
+    const governance = parseGovernanceOrThrow(text, 'short-timeout.yaml');
+    const handle = await stack.start({
+      governance,
+      requestedBy: 'carol',
+      turns: [
+        { calls: [{ tool: 'fs.write', args: { path: '/workspace/config/late.yaml', content: 'x' } }] },
+        { final: 'gave up' },
+      ],
+    });
+    const result = await handle.result();
+    expect(result.decisions.map((d) => [d.tier, d.outcome])).toEqual([['approval', 'approval_timed_out']]);
+    expect(existsSync(join(stack.workspace, 'config', 'late.yaml'))).toBe(false);
+    const [reply] = toolReplies((await lastModelInput(handle)).messages);
+    expect(reply).toMatchObject({ ok: false, denied: { code: 'approval_timed_out' } });
+    const approval = await stack.client.workflow.getHandle(`${handle.workflowId}/approval/1`).describe();
+    expect(approval.searchAttributes['ApprovalState']).toEqual(['TIMED_OUT']);
+    const notices = stack.notices
+      .filter((n) => n.request.runWorkflowId === handle.workflowId)
+      .map((n) => n.kind);
+    expect(notices).toEqual(['request', 'reminder', 'escalation', 'outcome']);
+  });
+
+  it("a denial reaches the model with the approver's reason", async () => {
+    const governance = await loadGovernance(OPS_GOVERNANCE);
+    const handle = await stack.start({
+      governance,
+      requestedBy: 'carol',
+      turns: [
+        { calls: [{ tool: 'fs.write', args: { path: '/workspace/config/deny.yaml', content: 'x' } }] },
+        { final: 'ok' },
+      ],
+    });
+    const waiting = await stack.waitFor(handle, (v) => v.pendingApproval !== null);
+    await stack.vote(waiting.pendingApproval?.approvalWorkflowId ?? '', 'dana', 'deny', 'release freeze');
+    await handle.result();
+    const [reply] = toolReplies((await lastModelInput(handle)).messages);
+    expect(reply).toMatchObject({ ok: false, denied: { code: 'approval_denied' } });
+    expect((reply?.['denied'] as { hint: string }).hint).toContain('release freeze');
+    expect(existsSync(join(stack.workspace, 'config', 'deny.yaml'))).toBe(false);
   });
 });

@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { extname, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -59,6 +60,9 @@ async function build(modules: readonly string[]): Promise<WorkflowBundleWithSour
     ),
   ];
   const source = lines.join('\n') + '\n';
+  // the entry lives outside the package, so point module resolution at the package's dependencies
+  const sdkDir = dirname(createRequire(import.meta.url).resolve('@temporalio/workflow/package.json'));
+  const nodeModules = resolve(sdkDir, '..', '..');
   const dir = join(tmpdir(), 'agent-runtime-bundles');
   await mkdir(dir, { recursive: true });
   const entry = join(
@@ -66,5 +70,15 @@ async function build(modules: readonly string[]): Promise<WorkflowBundleWithSour
     `entry-${createHash('sha256').update(source).digest('hex').slice(0, 16)}${ext === '.ts' ? '.ts' : '.js'}`,
   );
   await writeFile(entry, source);
-  return bundleWorkflowCode({ workflowsPath: entry, logger: QUIET });
+  return bundleWorkflowCode({
+    workflowsPath: entry,
+    logger: QUIET,
+    webpackConfigHook: (config) => ({
+      ...config,
+      resolve: {
+        ...config.resolve,
+        modules: [...(config.resolve?.modules ?? ['node_modules']), nodeModules],
+      },
+    }),
+  });
 }

@@ -145,7 +145,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         audit,
         journalDir: join(stateDir, 'state', 'journal'),
       }),
-      await createApprovalsWorker({ ...on, sink: options.onNotice ?? (() => undefined) }),
+      await createApprovalsWorker({ ...on, sink: options.onNotice ?? (() => undefined), audit }),
     ];
     const running = workers.map((worker) => worker.run());
     cleanups.push(async () => {

@@ -111,6 +111,7 @@ export function createToolsWorker(options: ToolsWorkerOptions): Promise<Worker> 
 export interface ApprovalsWorkerOptions extends WorkerConnection {
   readonly taskQueue?: string;
   readonly sink: NoticeSink;
+  readonly audit?: AuditClient;
 }
 
 /** The `approvals` worker: notification activities (the `log` channel in this issue). */
@@ -119,6 +120,6 @@ export function createApprovalsWorker(options: ApprovalsWorkerOptions): Promise<
     connection: options.connection,
     namespace: options.namespace,
     taskQueue: options.taskQueue ?? TaskQueue.approvals,
-    activities: createApprovalActivities(options.sink),
+    activities: createApprovalActivities(options.sink, options.audit),
   });
 }
