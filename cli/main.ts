@@ -3,20 +3,19 @@
  * @module
  */
 import { AgentRuntimeError } from '../policy/index.ts';
-import { benchCommand } from './commands/bench.ts';
-import { governanceCommand } from './commands/governance.ts';
-import { keysCommand } from './commands/keys.ts';
-import { startCommand } from './commands/start.ts';
-import { temporalCommand } from './commands/temporal.ts';
 import { ExitCode, println, UsageError } from './io.ts';
 import type { CliIo, Command } from './io.ts';
 
-const COMMANDS: Readonly<Record<string, Command>> = {
-  governance: governanceCommand,
-  keys: keysCommand,
-  bench: benchCommand,
-  temporal: temporalCommand,
-  start: startCommand,
+/** Loaded on use: the Temporal worker and client are only imported by the commands that need them. */
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  governance: async () => (await import('./commands/governance.ts')).governanceCommand,
+  keys: async () => (await import('./commands/keys.ts')).keysCommand,
+  bench: async () => (await import('./commands/bench.ts')).benchCommand,
+  temporal: async () => (await import('./commands/temporal.ts')).temporalCommand,
+  dev: async () => (await import('./commands/dev.ts')).devCommand,
+  start: async () => (await import('./commands/start.ts')).startCommand,
+  run: async () => (await import('./commands/run.ts')).runCommand,
+  approvals: async () => (await import('./commands/approvals.ts')).approvalsCommand,
 };
 
 const USAGE = `agent-runtime: runtime governance for AI agents that act
@@ -24,13 +23,23 @@ const USAGE = `agent-runtime: runtime governance for AI agents that act
 usage: agent-runtime <command> ...
 
 commands:
+  dev [--demo] [--exit-when-done]   Temporal dev server + UI, the workers and keys on this machine
+      [--state-dir D] [--port N] [--ui-port N] [--json]
+                                    (--demo: run the ops-staging example and follow it; Ctrl-C stops)
+  start [--no-wait]                 same as dev --demo (npm start)
+  run <governance> --script <file> --task <text> --as <principal> [--wait] [--json]
+                                    start an agent run with a scripted model on a running stack
+  approvals list|show <id>          pending approval requests
+  approvals vote <id> approve|deny --as <principal> [--reason <text>]
+                                    sign and cast a vote (the requester cannot approve)
   governance validate <file>        check a governance document
   governance explain <file> ...     decide one proposed call and say why
   governance table <file>           print every rule with its tier
   keys init [--dir D] [--force]     create the vote-signing key (approval service)
   bench decide [--rules N]          decision latency benchmark
   temporal provision|path           find or install the Temporal CLI (dev server)
-  start                             embedded Temporal dev server + the example decision table`;
+
+run, approvals: --address host:port (default $TEMPORAL_ADDRESS or 127.0.0.1:7233), --namespace N`;
 
 /** Runs the CLI with the given arguments; returns the exit code. */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
@@ -39,10 +48,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     println(name === undefined ? io.stderr : io.stdout, USAGE);
     return name === undefined ? ExitCode.usage : ExitCode.ok;
   }
-  const command = COMMANDS[name];
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   try {
-    if (!command) throw new UsageError(`unknown command "${name}"`, USAGE);
-    return await command(rest, io);
+    if (!load) throw new UsageError(`unknown command "${name}"`, USAGE);
+    return await (
+      await load()
+    )(rest, io);
   } catch (error) {
     if (error instanceof UsageError) {
       println(io.stderr, `agent-runtime: ${error.message}`);

@@ -254,14 +254,34 @@ describe('the package bin, as a real process', () => {
     expect((await spawnCli()).code).toBe(2);
   });
 
-  test('start: the embedded dev server comes up with its UI and the decision table is printed', async () => {
+  test('dev --exit-when-done: the stack comes up with its UI, says where everything is, and stops', async () => {
     const [port, uiPort] = [await findFreePort(), await findFreePort()];
-    const result = await spawnCli('start', '--no-wait', '--port', String(port), '--ui-port', String(uiPort));
+    const stateDir = await mkdtemp(join(tmpdir(), 'ar-cli-dev-'));
+    const result = await spawnCli(
+      'dev',
+      '--exit-when-done',
+      '--state-dir',
+      stateDir,
+      '--port',
+      String(port),
+      '--ui-port',
+      String(uiPort),
+    );
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`Temporal frontend  127.0.0.1:${port}`);
     expect(result.stdout).toContain(`Temporal Web UI    http://127.0.0.1:${uiPort}`);
-    expect(result.stdout).toMatch(/RULE\s+TOOL\s+RESOURCES\s+WHEN\s+TIER\s+REQUIRES/);
-    expect(result.stdout).toMatch(/no-production\s+\*\*\s+environment eq "production"\s+prohibited/);
+    expect(result.stdout).toContain(
+      `Running workflows  http://127.0.0.1:${uiPort}/namespaces/default/workflows?query=ExecutionStatus%3D'Running'`,
+    );
+    expect(result.stdout).toContain(`Vote public key    ${join(stateDir, 'keys', 'vote-signing.pub')}`);
+    expect(result.stdout).toMatch(/Stopped\.\n$/);
+  });
+
+  test('start is dev --demo: same options, and --no-wait is accepted', async () => {
+    const result = await spawnCli('start', '--no-wait', '--port', 'x');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--port: expected a port number (1-65535), got "x"');
+    expect(result.stderr).toContain('same as: agent-runtime dev --demo');
   });
 });
 

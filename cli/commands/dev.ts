@@ -1,0 +1,361 @@
+/**
+ * `agent-runtime dev`: the whole stack on this machine (Temporal dev server with its Web UI, the
+ * agents/tools/approvals workers, vote-signing keys, audit log) until Ctrl-C. Approval notices are
+ * printed with the exact vote command. `--demo` also runs the ops-staging example with a scripted
+ * model and follows it; `start` is `dev --demo`.
+ * @module
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadScriptFile } from '../../activities/model/index.ts';
+import type { LoadedGovernance } from '../../policy/index.ts';
+import { compilePolicy } from '../../policy/index.ts';
+import { bundleAgentWorkflows } from '../../worker/bundle.ts';
+import { startAgentRun } from '../../worker/runs.ts';
+import { startDevStack } from '../../worker/stack.ts';
+import type { DevStack } from '../../worker/stack.ts';
+import type { ScriptedTurn } from '../../activities/model/types.ts';
+import type { BillingExample } from '../billing.ts';
+import { ExitCode, println, UsageError } from '../io.ts';
+import type { CliIo, Command } from '../io.ts';
+import { DEFAULT_ADDRESS, defaultStateDir, projectRoot } from '../local.ts';
+import { streamLogger } from '../logger.ts';
+import { followRun, noticeLines, printRunSummary, uiRunUrl, uiWorkflowsUrl } from '../progress.ts';
+import { loadOrReport, printDecisionTable } from './governance.ts';
+
+const USAGE = `usage:
+  agent-runtime dev [--state-dir D] [--port N] [--ui-port N] [--demo] [--exit-when-done] [--json]
+      --state-dir        Temporal database, keys, audit log, workspace (default .agent-runtime)
+      --port, --ui-port  Temporal gRPC and Web UI ports (default 7233, 8233)
+      --demo             run the ops-staging example with a scripted model and follow it
+      --exit-when-done   exit once started (with --demo: once the run ended; exit 0 if it completed)
+      --json             one JSON object per line instead of text
+  agent-runtime start [--no-wait] ...   same as dev --demo (--no-wait: exit when the demo is done)`;
+
+/** How long stopping may take after Ctrl-C before the process exits anyway. */
+const FORCE_EXIT_MS = 20_000;
+
+/** What {@link runDev} starts. */
+export interface DevOptions {
+  readonly stateDir: string;
+  readonly port: number;
+  readonly uiPort: number;
+  readonly demo: boolean;
+  readonly exitWhenDone: boolean;
+  readonly json: boolean;
+}
+
+/** The demo: who directs which agent to do what, under which document, with which script. */
+export const DEMO = {
+  governance: join('examples', 'ops-staging', 'governance.yaml'),
+  script: join('examples', 'ops-staging', 'demo.script.yaml'),
+  requestedBy: 'carol',
+  task: 'Tidy the staging runbooks and bump the app replicas',
+} as const;
+
+/** Files the workspace starts with (created when missing; the demo script reads and writes them). */
+const DEMO_WORKSPACE: Readonly<Record<string, string>> = {
+  'docs/index.md': '# Staging\n\n- on-call.md: who to page\n- ../runbooks/: what to do\n',
+  'docs/on-call.md': '# On call\n\nPage the SRE on call (bob or dana) for anything that changes a service.\n',
+  'runbooks/README.md': '# Runbooks\n\nOne file per procedure; see restart.md for restarts.\n',
+  'config/app.yaml': 'app: shop-api\nenvironment: staging\nreplicas: 2\n',
+  'secrets/token': 'not-a-real-token\n',
+};
+
+export const devCommand: Command = async (argv, io) => {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    options: {
+      'state-dir': { type: 'string' },
+      port: { type: 'string' },
+      'ui-port': { type: 'string' },
+      demo: { type: 'boolean', default: false },
+      'exit-when-done': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  return runDev(
+    {
+      stateDir: resolve(values['state-dir'] ?? defaultStateDir()),
+      port: parsePort('--port', values.port, 7233, USAGE),
+      uiPort: parsePort('--ui-port', values['ui-port'], 8233, USAGE),
+      demo: values.demo,
+      exitWhenDone: values['exit-when-done'],
+      json: values.json,
+    },
+    io,
+  );
+};
+
+/** Parses a port option (1-65535). */
+export function parsePort(
+  option: string,
+  value: string | undefined,
+  fallback: number,
+  usage: string,
+): number {
+  if (value === undefined) return fallback;
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65_535)
+    throw new UsageError(`${option}: expected a port number (1-65535), got ${JSON.stringify(value)}`, usage);
+  return port;
+}
+
+/** Starts the stack (and the demo), prints where everything is, and stops it all on Ctrl-C. */
+export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
+  const root = projectRoot();
+  const emit = (event: Record<string, unknown>): void => println(io.stdout, JSON.stringify(event));
+  const say = (text = ''): void => {
+    if (!options.json) println(io.stdout, text);
+  };
+
+  // the demo's inputs are checked before anything starts
+  let demo: { governance: LoadedGovernance; turns: readonly ScriptedTurn[] } | undefined;
+  if (options.demo) {
+    const governance = await loadOrReport(join(root, DEMO.governance), io);
+    if (!governance) return ExitCode.failed;
+    demo = { governance, turns: await loadScriptFile(join(root, DEMO.script)) };
+  }
+
+  const stopping = new AbortController();
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) process.exit(130); // a second Ctrl-C does not wait
+    say();
+    say(`${signal}: stopping…`);
+    stopping.abort();
+    // a server that died first can leave the workers retrying: do not hang on them
+    setTimeout(() => {
+      println(io.stderr, `agent-runtime: could not stop cleanly within ${FORCE_EXIT_MS / 1000} s; exiting`);
+      process.exit(1);
+    }, FORCE_EXIT_MS).unref();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let stack: DevStack | undefined;
+  let billing: BillingExample | undefined;
+  try {
+    billing = await startBilling(io);
+    say(`Starting Temporal and the workers (state in ${options.stateDir})…`);
+    let voteOptions: string[] = [];
+    try {
+      stack = await startDevStack({
+        stateDir: options.stateDir,
+        port: options.port,
+        uiPort: options.uiPort,
+        ...(billing ? { toolSpecModules: [billing.specModule], tools: billing.tools } : {}),
+        onNotice: (notice) => {
+          if (options.json)
+            emit({
+              event: 'approval_notice',
+              kind: notice.kind,
+              approvalWorkflowId: notice.approvalWorkflowId,
+              recipients: notice.recipients,
+              tool: notice.request.action.tool,
+              resource: notice.request.action.resource,
+              ruleId: notice.request.ruleId,
+              expiresAt: new Date(notice.expiresAtMs).toISOString(),
+              outcome: notice.outcome,
+            });
+          else for (const line of noticeLines(notice, voteOptions)) println(io.stdout, line);
+        },
+        logger: streamLogger(io.stderr),
+      });
+    } catch (error) {
+      if (stopping.signal.aborted) return ExitCode.ok; // Ctrl-C during startup took the server down too
+      throw error;
+    }
+    if (stopping.signal.aborted) return ExitCode.ok;
+    await seedWorkspace(stack.workspace);
+    voteOptions = [
+      ...(stack.address === DEFAULT_ADDRESS ? [] : ['--address', stack.address]),
+      ...(options.stateDir === defaultStateDir() ? [] : ['--key', stack.keys.secretKeyFile]),
+    ];
+    printReady(stack, billing, options, io);
+
+    let code: number = ExitCode.ok;
+    if (demo && !stopping.signal.aborted)
+      code = await runDemo(stack, demo, voteOptions, options, io, stopping.signal);
+    if (options.exitWhenDone) return code; // interrupted: the run did not complete here
+    if (stopping.signal.aborted) return ExitCode.ok;
+
+    say();
+    say('The stack keeps running. Try:');
+    say(
+      `  npx agent-runtime approvals list${voteOptions.includes('--address') ? ` --address ${stack.address}` : ''}`,
+    );
+    say(
+      `  npx agent-runtime run ${DEMO.governance} --script ${DEMO.script} --task "…" --as carol --wait${voteOptions.includes('--address') ? ` --address ${stack.address}` : ''}`,
+    );
+    say('Press Ctrl-C to stop.');
+    await new Promise<void>((resolve) =>
+      stopping.signal.addEventListener('abort', () => resolve(), { once: true }),
+    );
+    return ExitCode.ok;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (stack) {
+      say('Stopping the workers and Temporal…');
+      await stack.stop();
+    }
+    await billing?.close();
+    if (stack) {
+      if (options.json) emit({ event: 'stopped' });
+      else say('Stopped.');
+    }
+  }
+}
+
+/** The billing example, when it is there and its workflow bundle builds; `dev` runs without it otherwise. */
+async function startBilling(io: CliIo): Promise<BillingExample | undefined> {
+  let billing: BillingExample | undefined;
+  const consoleError = console.error;
+  try {
+    const { startBillingExample } = await import('../billing.ts');
+    billing = await startBillingExample();
+    // bundled now (the stack reuses the cached bundle) so a failure costs no server restart;
+    // webpack reports through console.error: one warning line below says it instead
+    console.error = () => undefined;
+    await bundleAgentWorkflows([billing.specModule]);
+    return billing;
+  } catch (error) {
+    await billing?.close();
+    println(
+      io.stderr,
+      `warning: billing example not wired (${(error as Error).message.split('\n')[0] ?? ''})`,
+    );
+    return undefined;
+  } finally {
+    console.error = consoleError;
+  }
+}
+
+/** Creates the example files the workspace lacks; never overwrites. */
+async function seedWorkspace(workspace: string): Promise<void> {
+  for (const [file, content] of Object.entries(DEMO_WORKSPACE)) {
+    const path = join(workspace, file);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, content, { flag: 'wx' }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  }
+}
+
+function printReady(
+  stack: DevStack,
+  billing: BillingExample | undefined,
+  options: DevOptions,
+  io: CliIo,
+): void {
+  const running =
+    stack.uiUrl === undefined
+      ? undefined
+      : uiWorkflowsUrl(stack.uiUrl, stack.namespace, "ExecutionStatus='Running'");
+  if (options.json) {
+    println(
+      io.stdout,
+      JSON.stringify({
+        event: 'ready',
+        address: stack.address,
+        namespace: stack.namespace,
+        uiUrl: stack.uiUrl ?? null,
+        runningWorkflowsUrl: running ?? null,
+        stateDir: stack.stateDir,
+        workspace: stack.workspace,
+        auditFile: stack.auditFile,
+        publicKeyFile: stack.keys.publicKeyFile,
+        billingApiUrl: billing?.url ?? null,
+      }),
+    );
+    return;
+  }
+  const rows: [string, string][] = [
+    ['Temporal frontend', `${stack.address} (namespace ${stack.namespace})`],
+    ...(stack.uiUrl === undefined ? [] : [['Temporal Web UI', stack.uiUrl] as [string, string]]),
+    ...(running === undefined ? [] : [['Running workflows', running] as [string, string]]),
+    ['Workers', 'agents, tools, approvals (in this process)'],
+    ['State', stack.stateDir],
+    ['Workspace', `${stack.workspace} (the agent's /workspace)`],
+    ['Audit log', stack.auditFile],
+    ['Vote public key', stack.keys.publicKeyFile],
+    ...(billing
+      ? [
+          ['Billing API (fake)', `${billing.url} (billing.refund; orders ${billing.orders.join(', ')})`] as [
+            string,
+            string,
+          ],
+        ]
+      : []),
+  ];
+  println(io.stdout);
+  for (const [label, value] of rows) println(io.stdout, `${label.padEnd(19)}${value}`);
+}
+
+async function runDemo(
+  stack: DevStack,
+  demo: { governance: LoadedGovernance; turns: readonly ScriptedTurn[] },
+  voteOptions: readonly string[],
+  options: DevOptions,
+  io: CliIo,
+  signal: AbortSignal,
+): Promise<number> {
+  const { document } = demo.governance;
+  if (!options.json) {
+    println(io.stdout);
+    println(io.stdout, `Demo: ${DEMO.requestedBy} directs ${document.identity.id} under ${DEMO.governance}`);
+    println(io.stdout, `  task:  ${DEMO.task}`);
+    println(io.stdout, `  model: scripted (${DEMO.script})`);
+    println(io.stdout);
+    printDecisionTable(compilePolicy(document, demo.governance.policyVersion), io);
+  }
+  const handle = await startAgentRun(stack.client, {
+    governance: demo.governance,
+    task: DEMO.task,
+    requestedBy: DEMO.requestedBy,
+    model: { provider: 'scripted', turns: demo.turns },
+    trustedKeys: stack.trustedKeys,
+  });
+  const runId = handle.workflowId;
+  const runUrl = stack.uiUrl === undefined ? undefined : uiRunUrl(stack.uiUrl, stack.namespace, runId);
+  if (options.json)
+    println(io.stdout, JSON.stringify({ event: 'run_started', runId, uiUrl: runUrl ?? null }));
+  else {
+    println(io.stdout);
+    println(io.stdout, `Run ${runId} started. Decisions as they happen:`);
+  }
+  const outcome = await followRun(handle, {
+    client: stack.client,
+    io,
+    json: options.json,
+    voteOptions,
+    signal,
+  });
+  if (outcome.kind === 'interrupted') return ExitCode.failed;
+  if (outcome.kind === 'failed') {
+    println(io.stderr, `agent-runtime: the demo run failed: ${outcome.message}`);
+    return ExitCode.failed;
+  }
+  const { result } = outcome;
+  if (options.json) {
+    println(
+      io.stdout,
+      JSON.stringify({
+        event: 'run_finished',
+        runId,
+        status: result.status,
+        steps: result.usage.steps,
+        answer: result.answer,
+      }),
+    );
+  } else {
+    println(io.stdout);
+    printRunSummary(io, runId, result);
+    if (runUrl !== undefined) println(io.stdout, `Temporal UI: ${runUrl}`);
+  }
+  return result.status === 'completed' ? ExitCode.ok : ExitCode.failed;
+}
