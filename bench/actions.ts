@@ -55,6 +55,9 @@ export interface ActionsBenchResult {
   readonly bare_p99_ms: number;
   /** governed p50 / bare p50. */
   readonly ratio: number;
+  /** Time the tools worker's gateway adds per governed action, in process: guard + registry before and after the tool. */
+  readonly guard_p50_ms: number;
+  readonly guard_p99_ms: number;
 }
 
 const QUIET = {
@@ -90,6 +93,8 @@ export async function benchActions(options: ActionsBenchOptions = {}): Promise<A
       bareActivities: 'bench-bare-activities',
     };
     const stamps = { governed: [] as number[], bare: [] as number[] };
+    // entry into and exit from the guard (an interceptor outside it) for each governed action
+    const guardSpans: number[] = [];
     const auditCounts = new Map<string, number>();
     const audit: AuditClient = {
       append: (event) => {
@@ -107,6 +112,23 @@ export async function benchActions(options: ActionsBenchOptions = {}): Promise<A
         trustedKeys: env.publicKeys,
         audit,
         journalDir: `${env.dir}/journal`,
+        outerInterceptors: [
+          () => ({
+            inbound: {
+              execute: async (input, next) => {
+                const entered = performance.now();
+                const before = stamps.governed.length;
+                try {
+                  return await next(input);
+                } finally {
+                  const toolStarted = stamps.governed[before];
+                  if (toolStarted !== undefined)
+                    guardSpans.push(toolStarted - entered + (performance.now() - toolStarted));
+                }
+              },
+            },
+          }),
+        ],
       }),
     );
     // createAgentsWorker without the audit sink; createToolsWorker without the guard and registry
@@ -174,6 +196,7 @@ export async function benchActions(options: ActionsBenchOptions = {}): Promise<A
 
     const g = latencySummary(governed);
     const b = latencySummary(bare);
+    const guard = latencySummary(guardSpans);
     const result: ActionsBenchResult = {
       name: 'actions',
       n,
@@ -182,6 +205,8 @@ export async function benchActions(options: ActionsBenchOptions = {}): Promise<A
       bare_p50_ms: b.p50,
       bare_p99_ms: b.p99,
       ratio: Math.round((g.p50 / b.p50) * 100) / 100,
+      guard_p50_ms: guard.p50,
+      guard_p99_ms: guard.p99,
     };
     report(options, result, () =>
       [
@@ -189,6 +214,7 @@ export async function benchActions(options: ActionsBenchOptions = {}): Promise<A
         `  governed  p50 ${g.p50} ms   p99 ${g.p99} ms   (decide + audit sink + guard: re-validate, re-decide, 2 audit appends)`,
         `  bare      p50 ${b.p50} ms   p99 ${b.p99} ms   (plain activity, same no-op)`,
         `  ratio governed/bare (p50) ${result.ratio}   goal ≤ 1.15`,
+        `  gateway in the tools worker (guard + registry, in process): p50 ${guard.p50} ms   p99 ${guard.p99} ms`,
       ].join('\n'),
     );
     return result;

@@ -48,8 +48,11 @@ export function resolveTarget(
   };
 }
 
-/** Connects, runs `use` with a client and closes the connection; an unreachable server is one clear error. */
-export async function withClient<T>(target: Target, use: (client: Client) => Promise<T>): Promise<T> {
+/** Connects, runs `use` with the connection and closes it; an unreachable server is one clear error. */
+export async function withConnection<T>(
+  target: Target,
+  use: (connection: Connection) => Promise<T>,
+): Promise<T> {
   let connection: Connection;
   try {
     connection = await Connection.connect({ address: target.address, connectTimeout: '5s' });
@@ -60,8 +63,13 @@ export async function withClient<T>(target: Target, use: (client: Client) => Pro
     );
   }
   try {
-    return await use(new Client({ connection, namespace: target.namespace }));
+    return await use(connection);
   } finally {
     await connection.close();
   }
+}
+
+/** {@link withConnection} with a client of `target.namespace`. */
+export function withClient<T>(target: Target, use: (client: Client) => Promise<T>): Promise<T> {
+  return withConnection(target, (connection) => use(new Client({ connection, namespace: target.namespace })));
 }

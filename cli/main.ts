@@ -38,6 +38,7 @@ commands:
   keys init [--dir D] [--force]     create the vote-signing key (approval service)
   bench decide [--rules N]          decision latency benchmark
   temporal provision|path           find or install the Temporal CLI (dev server)
+  temporal search-attributes        register the custom search attributes on a cluster namespace
 
 run, approvals: --address host:port (default $TEMPORAL_ADDRESS or 127.0.0.1:7233), --namespace N`;
 

@@ -11,7 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { main } from '../cli/main.ts';
-import { findFreePort } from '../worker/temporal/dev-server.ts';
+import { Connection } from '@temporalio/client';
+import { findFreePort, startDevServer } from '../worker/temporal/dev-server.ts';
+import { SEARCH_ATTRIBUTES } from '../worker/temporal/search-attributes.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const ops = join(root, 'examples/ops-staging/governance.yaml');
@@ -295,5 +297,59 @@ describe('keys init', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('already exists (use --force to replace it');
     expect((await run('keys', 'init', '--dir', dir, '--force')).code).toBe(0);
+  });
+});
+
+describe('temporal search-attributes (cluster namespaces)', () => {
+  test('registers the six custom attributes on a namespace that lacks them; a second run adds nothing', async () => {
+    const server = await startDevServer({
+      namespace: 'cluster-ns',
+      logger: { info: () => {}, warn: () => {} },
+    });
+    try {
+      const listed = async () => {
+        const connection = await Connection.connect({ address: server.address });
+        try {
+          const { customAttributes } = await connection.operatorService.listSearchAttributes({
+            namespace: 'cluster-ns',
+          });
+          return Object.keys(customAttributes ?? {}).sort();
+        } finally {
+          await connection.close();
+        }
+      };
+      expect(await listed()).not.toContain('ApprovalState');
+      const first = await run(
+        'temporal',
+        'search-attributes',
+        '--address',
+        server.address,
+        '--namespace',
+        'cluster-ns',
+      );
+      expect(first.code).toBe(0);
+      expect(first.stdout).toBe(
+        'namespace cluster-ns: registered AgentId, RequestedBy, PolicyVersion, RunState, LastDecision, ApprovalState\n',
+      );
+      expect(await listed()).toEqual(expect.arrayContaining(Object.keys(SEARCH_ATTRIBUTES)));
+      const second = await run(
+        'temporal',
+        'search-attributes',
+        '--address',
+        server.address,
+        '--namespace',
+        'cluster-ns',
+      );
+      expect(second.stdout).toBe('namespace cluster-ns: all 6 search attributes already registered\n');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('an unreachable frontend is one clear error', async () => {
+    const port = await findFreePort();
+    const result = await run('temporal', 'search-attributes', '--address', `127.0.0.1:${port}`);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`cannot reach Temporal at 127.0.0.1:${port}`);
   });
 });

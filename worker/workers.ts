@@ -5,7 +5,11 @@
  */
 import { Context } from '@temporalio/activity';
 import { Worker } from '@temporalio/worker';
-import type { NativeConnection, WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type {
+  ActivityInterceptorsFactory,
+  NativeConnection,
+  WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import { createToolRegistry } from '../activities/tools/define.ts';
 import type { AnyToolImplementation, ToolRegistry } from '../activities/tools/define.ts';
 import { createApprovalActivities } from '../activities/approvals/index.ts';
@@ -61,6 +65,8 @@ export interface ToolsWorkerOptions extends WorkerConnection {
   readonly trustedPolicyVersions?: ReadonlySet<string>;
   readonly identity?: string;
   readonly now?: () => number;
+  /** Activity interceptors that wrap the guard (metrics, tracing); they see every attempt, refused ones too. */
+  readonly outerInterceptors?: readonly ActivityInterceptorsFactory[];
 }
 
 /** The `executeTool` activity: runs the registry (which validates the arguments once more). */
@@ -92,6 +98,7 @@ export function createToolsWorker(options: ToolsWorkerOptions): Promise<Worker> 
     activities: toolActivities(registry),
     interceptors: {
       activity: [
+        ...(options.outerInterceptors ?? []),
         executionGuard({
           tools: registry.specs(),
           trustedKeys: options.trustedKeys,

@@ -1,44 +1,64 @@
 /**
- * `agent-runtime bench decide [--rules N] [--iterations M] [--json]`.
+ * `agent-runtime bench decide|actions|approvals|parked [...] [--json]`: the benchmarks of `bench/`.
+ * The runtime benchmarks (actions, approvals, parked) start a Temporal dev server of their own.
  * @module
  */
 import { parseArgs } from 'node:util';
 import { runDecideBench } from '../../bench/decide.ts';
 import { ExitCode, println, UsageError } from '../io.ts';
-import type { Command } from '../io.ts';
+import type { CliIo, Command } from '../io.ts';
 
 const USAGE = `usage:
-  agent-runtime bench decide [--rules N] [--iterations M] [--json]`;
+  agent-runtime bench decide [--rules N] [--iterations M] [--json]
+      decision latency with N rules (goal at 1,000: p50 ≤ 2 µs, p99 ≤ 10 µs)
+  agent-runtime bench actions [--n N] [--batch B] [--json]
+      N governed vs N bare Temporal activities running the same no-op, interleaved (goal ratio ≤ 1.15)
+  agent-runtime bench approvals [--n N] [--json]
+      signed vote submitted → approved tool activity started (goal p50 ≤ 100 ms, p99 ≤ 250 ms)
+  agent-runtime bench parked [--runs N] [--max-cached N] [--json]
+      N runs parked on approval against one agents worker: its RSS, then all approved (goal ≤ 1 GB, 0 lost)`;
 
 function positiveInt(option: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1)
     throw new UsageError(`${option}: expected a positive integer, got ${JSON.stringify(value)}`, USAGE);
   return n;
 }
 
-export const benchCommand: Command = async (argv, io) => {
-  const [sub, ...rest] = argv;
-  if (sub !== 'decide')
-    throw new UsageError(sub === undefined ? 'missing benchmark name' : `unknown benchmark "${sub}"`, USAGE);
-  const { values } = parseArgs({
-    args: rest,
-    strict: true,
-    options: {
-      rules: { type: 'string' },
-      iterations: { type: 'string' },
-      json: { type: 'boolean', default: false },
-    },
-  });
-  const result = runDecideBench({
-    rules: positiveInt('--rules', values.rules, 1000),
-    iterations: positiveInt('--iterations', values.iterations, 200_000),
-  });
-  if (values.json) {
-    const { name, rules, p50_us, p90_us, p99_us, per_second } = result;
-    println(io.stdout, JSON.stringify({ name, rules, p50_us, p90_us, p99_us, per_second }));
-  } else {
+function optionalPositiveInt(option: string, value: string | undefined): number | undefined {
+  return value === undefined ? undefined : positiveInt(option, value, 1);
+}
+
+/** Runs one benchmark; resolves with the exit code. */
+type Bench = (args: string[], io: CliIo) => Promise<number>;
+
+/** Progress notes go to stderr, so `--json` output stays one line. */
+const progressTo =
+  (io: CliIo) =>
+  (message: string): void =>
+    println(io.stderr, message);
+
+const BENCHES: Readonly<Record<string, Bench>> = {
+  decide: async (args, io) => {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        rules: { type: 'string' },
+        iterations: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    const result = runDecideBench({
+      rules: positiveInt('--rules', values.rules, 1000),
+      iterations: positiveInt('--iterations', values.iterations, 200_000),
+    });
+    if (values.json) {
+      const { name, rules, p50_us, p90_us, p99_us, per_second } = result;
+      println(io.stdout, JSON.stringify({ name, rules, p50_us, p90_us, p99_us, per_second }));
+      return ExitCode.ok;
+    }
     println(io.stdout, `decide: ${result.rules} rules, ${result.iterations} decisions`);
     println(
       io.stdout,
@@ -48,6 +68,73 @@ export const benchCommand: Command = async (argv, io) => {
       io.stdout,
       '  anchors: Cedar wasm 105–2,000 µs/decision; Microsoft AGT 11–30 µs p50; goal p50 ≤ 2 µs, p99 ≤ 10 µs',
     );
-  }
-  return ExitCode.ok;
+    return ExitCode.ok;
+  },
+  actions: async (args, io) => {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        n: { type: 'string' },
+        batch: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    const { benchActions } = await import('../../bench/actions.ts');
+    await benchActions({
+      n: positiveInt('--n', values.n, 200),
+      batch: positiveInt('--batch', values.batch, 20),
+      json: values.json,
+      out: io.stdout,
+      progress: progressTo(io),
+    });
+    return ExitCode.ok;
+  },
+  approvals: async (args, io) => {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: { n: { type: 'string' }, json: { type: 'boolean', default: false } },
+    });
+    const { benchApprovals } = await import('../../bench/approvals.ts');
+    await benchApprovals({
+      n: positiveInt('--n', values.n, 50),
+      json: values.json,
+      out: io.stdout,
+      progress: progressTo(io),
+    });
+    return ExitCode.ok;
+  },
+  parked: async (args, io) => {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        runs: { type: 'string' },
+        'max-cached': { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    const { benchParked } = await import('../../bench/parked.ts');
+    const maxCachedWorkflows = optionalPositiveInt('--max-cached', values['max-cached']);
+    const result = await benchParked({
+      runs: positiveInt('--runs', values.runs, 1000),
+      ...(maxCachedWorkflows === undefined ? {} : { maxCachedWorkflows }),
+      json: values.json,
+      out: io.stdout,
+      progress: progressTo(io),
+    });
+    return result.lost === 0 ? ExitCode.ok : ExitCode.failed;
+  },
+};
+
+export const benchCommand: Command = async (argv, io) => {
+  const [name, ...rest] = argv;
+  const bench = name !== undefined && Object.hasOwn(BENCHES, name) ? BENCHES[name] : undefined;
+  if (!bench)
+    throw new UsageError(
+      name === undefined ? 'missing benchmark name' : `unknown benchmark "${name}"`,
+      USAGE,
+    );
+  return bench(rest, io);
 };
