@@ -11,25 +11,18 @@
  *   no-op function, with the same activity options and no decision, audit or guard.
  * @module
  */
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import {
-  ApplicationFailure,
-  proxyActivities,
-  upsertSearchAttributes,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import { compilePolicy, decide, policyVersionOf, Posture, validateGovernance } from '../policy/index.ts';
 import type { CompiledPolicy } from '../policy/index.ts';
 import { AuditKind } from '../activities/audit/types.ts';
 import type { ToolResult } from '../activities/tools/define.ts';
 import { workflowAuditor } from '../workflows/audit.ts';
+import { setLastDecision } from '../workflows/last-decision.ts';
 import { registerToolSpecs, workflowToolCatalog } from '../workflows/tool-catalog.ts';
 import type { PinnedPolicy, ToolCallInput, ToolCallResult } from '../workflows/run-types.ts';
 import { BARE_ACTIVITY, benchNoop, toolSpecs } from './noop-spec.ts';
 
 registerToolSpecs(toolSpecs);
-
-const LastDecisionKey = defineSearchAttributeKey('LastDecision', SearchAttributeType.KEYWORD);
 
 /** The options AgentRun gives `executeTool` (default tool timeout); both sides use them. */
 const ACTIVITY_OPTIONS = {
@@ -85,12 +78,7 @@ export async function benchGovernedActions(input: GovernedActionsInput): Promise
       posture: decision.posture,
       policyVersion: decision.policyVersion,
     });
-    upsertSearchAttributes([
-      {
-        key: LastDecisionKey,
-        value: `${decision.tier}:${decision.ruleId ?? decision.code}:${benchNoop.name}`.slice(0, 256),
-      },
-    ]);
+    setLastDecision(`${decision.tier}:${decision.ruleId ?? decision.code}:${benchNoop.name}`);
     if (decision.tier !== 'autonomous' && decision.tier !== 'preapproved')
       throw ApplicationFailure.nonRetryable(`bench.noop was decided ${decision.tier} (${decision.code})`);
     const call: ToolCallInput = {

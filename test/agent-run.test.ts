@@ -191,6 +191,40 @@ describe('AgentRun', () => {
     expect((error as WorkflowFailedError).cause).toMatchObject({ type: 'RUN_REQUESTER_NOT_DIRECTOR' });
   });
 
+  it('LastDecision holds the last decision and is upserted only when it changes', async () => {
+    const governance = await loadGovernance(OPS_GOVERNANCE);
+    const handle = await stack.start({
+      governance,
+      requestedBy: 'carol',
+      turns: [
+        {
+          calls: [
+            { tool: 'fs.list', args: { path: '/workspace' } },
+            { tool: 'fs.list', args: { path: '/workspace/docs' } },
+            { tool: 'fs.read', args: { path: '/workspace/secrets/token' } },
+            { tool: 'fs.list', args: { path: '/workspace' } },
+          ],
+        },
+        { final: 'done' },
+      ],
+    });
+    await handle.result();
+    const upserted = ((await handle.fetchHistory()).events ?? [])
+      .map(
+        (e) => e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.LastDecision,
+      )
+      .filter((field) => field?.data)
+      .map((field) => JSON.parse(Buffer.from(field!.data!).toString('utf8')) as string);
+    expect(upserted).toEqual([
+      'autonomous:read-workspace:fs.list',
+      'prohibited:secrets-never:fs.read',
+      'autonomous:read-workspace:fs.list',
+    ]);
+    expect((await handle.describe()).searchAttributes.LastDecision).toEqual([
+      'autonomous:read-workspace:fs.list',
+    ]);
+  });
+
   it('status query shows step, posture and usage', async () => {
     const governance = await loadGovernance(OPS_GOVERNANCE);
     const handle = await stack.start({

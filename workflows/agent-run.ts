@@ -45,6 +45,8 @@ import { AuditKind } from '../activities/audit/types.ts';
 import { approvalWorkflow } from './approval.ts';
 import type { ApprovalResult } from './approval-types.ts';
 import { workflowAuditor } from './audit.ts';
+import { setLastDecision } from './last-decision.ts';
+export { LastDecisionKey } from './last-decision.ts';
 import { systemPrompt, toolDefinition } from './prompt.ts';
 import { workflowToolCatalog } from './tool-catalog.ts';
 import {
@@ -81,7 +83,6 @@ export const AgentIdKey = defineSearchAttributeKey('AgentId', SearchAttributeTyp
 export const RequestedByKey = defineSearchAttributeKey('RequestedBy', SearchAttributeType.KEYWORD);
 export const PolicyVersionKey = defineSearchAttributeKey('PolicyVersion', SearchAttributeType.KEYWORD);
 export const RunStateKey = defineSearchAttributeKey('RunState', SearchAttributeType.KEYWORD);
-export const LastDecisionKey = defineSearchAttributeKey('LastDecision', SearchAttributeType.KEYWORD);
 
 export const statusQuery = defineQuery<RunView>('status');
 export const setPostureUpdate = defineUpdate<RunView['posture'], [{ posture: string } & ControlRequest]>(
@@ -393,12 +394,7 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
       posture: decision.posture,
       policyVersion: decision.policyVersion,
     });
-    upsertSearchAttributes([
-      {
-        key: LastDecisionKey,
-        value: `${decision.tier}:${decision.ruleId ?? decision.code}:${call.tool}`.slice(0, 256),
-      },
-    ]);
+    setLastDecision(`${decision.tier}:${decision.ruleId ?? decision.code}:${call.tool}`);
 
     if (decision.tier === 'prohibited') {
       const denial = decision.denial ?? { code: decision.code, hint: 'This action is not permitted.' };

@@ -117,6 +117,14 @@ describe('buildDevServerArgs', () => {
         "--dynamic-config-value",
         "frontend.enableUpdateWorkflowExecutionAsyncAccepted=true",
         "--dynamic-config-value",
+        "history.transferProcessorMaxPollRPS=2000",
+        "--dynamic-config-value",
+        "history.timerProcessorMaxPollRPS=2000",
+        "--dynamic-config-value",
+        "history.visibilityProcessorMaxPollRPS=2000",
+        "--dynamic-config-value",
+        "history.outboundProcessorMaxPollRPS=2000",
+        "--dynamic-config-value",
         "frontend.workerVersioningWorkflowAPIs=true",
         "--search-attribute",
         "AgentId=Keyword",
@@ -129,26 +137,34 @@ describe('buildDevServerArgs', () => {
     `);
     expect(buildDevServerArgs({ port: 7233, namespace: 'default', optionalDynamicConfig: false }))
       .toMatchInlineSnapshot(`
-      [
-        "server",
-        "start-dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        "7233",
-        "--namespace",
-        "default",
-        "--headless",
-        "--log-format",
-        "json",
-        "--log-level",
-        "warn",
-        "--dynamic-config-value",
-        "frontend.enableUpdateWorkflowExecution=true",
-        "--dynamic-config-value",
-        "frontend.enableUpdateWorkflowExecutionAsyncAccepted=true",
-      ]
-    `);
+        [
+          "server",
+          "start-dev",
+          "--ip",
+          "127.0.0.1",
+          "--port",
+          "7233",
+          "--namespace",
+          "default",
+          "--headless",
+          "--log-format",
+          "json",
+          "--log-level",
+          "warn",
+          "--dynamic-config-value",
+          "frontend.enableUpdateWorkflowExecution=true",
+          "--dynamic-config-value",
+          "frontend.enableUpdateWorkflowExecutionAsyncAccepted=true",
+          "--dynamic-config-value",
+          "history.transferProcessorMaxPollRPS=2000",
+          "--dynamic-config-value",
+          "history.timerProcessorMaxPollRPS=2000",
+          "--dynamic-config-value",
+          "history.visibilityProcessorMaxPollRPS=2000",
+          "--dynamic-config-value",
+          "history.outboundProcessorMaxPollRPS=2000",
+        ]
+      `);
   });
 });
 

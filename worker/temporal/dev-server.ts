@@ -43,10 +43,21 @@ const SDK_SEARCH_ATTRIBUTE_TYPE = {
 const HOST = '127.0.0.1';
 const READY_POLL_MS = 150;
 
-/** Always passed; the first two match what `@temporalio/testing` passes. */
+/**
+ * Always passed. The first two match what `@temporalio/testing` passes. The dev server has ONE history shard,
+ * and each shard's queue processors poll at most `*MaxPollRPS` times a second (default 20): with one shard every
+ * workflow task and activity task handed to matching waits up to 50 ms for its turn, which put a 100 ms floor
+ * under each action (workflow task + activity task) and ~45 ms under every hop of an approval. A cluster spreads
+ * the same load over hundreds of shards; here the limits are raised instead (measured: a bare activity cycle
+ * went from 100 ms to 12 ms p50, `docs/performance.md`).
+ */
 const DYNAMIC_CONFIG = [
   'frontend.enableUpdateWorkflowExecution=true',
   'frontend.enableUpdateWorkflowExecutionAsyncAccepted=true',
+  'history.transferProcessorMaxPollRPS=2000',
+  'history.timerProcessorMaxPollRPS=2000',
+  'history.visibilityProcessorMaxPollRPS=2000',
+  'history.outboundProcessorMaxPollRPS=2000',
 ] as const;
 /**
  * Passed when accepted. CLI 1.9.1 accepts it (it also silently accepts unknown keys), so the retry without it in
