@@ -31,8 +31,10 @@ import { benchModule, mapLimit, report, startBenchEnv } from './harness.ts';
 export interface ParkedBenchOptions extends BenchOutput {
   /** Runs to park (default 1,000). */
   readonly runs?: number;
-  /** The agents worker's `maxCachedWorkflows` (default: the SDK's, from the heap limit). */
+  /** The agents worker's `maxCachedWorkflows` (default: the SDK's, derived from the heap limit). */
   readonly maxCachedWorkflows?: number;
+  /** The agents worker's V8 heap limit, `--max-old-space-size` (MB; default 640, `0` for Node's own default). */
+  readonly heapMb?: number;
   /** Client calls in flight when starting runs and voting (default 32). */
   readonly concurrency?: number;
 }
@@ -68,9 +70,14 @@ function procMemory(pid: number): { rss: number; peak: number } | null {
 }
 
 /** Forks the agents worker process; resolves once it polls. Registers its shutdown with `env`. */
-async function forkAgentsWorker(env: BenchEnv, config: AgentsWorkerProcessConfig): Promise<ChildProcess> {
+async function forkAgentsWorker(
+  env: BenchEnv,
+  config: AgentsWorkerProcessConfig,
+  heapMb: number,
+): Promise<ChildProcess> {
   const child = fork(benchModule('agents-worker-main'), [JSON.stringify(config)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [...process.execArgv, ...(heapMb > 0 ? [`--max-old-space-size=${heapMb}`] : [])],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   env.onStop(async () => {
@@ -93,6 +100,7 @@ async function forkAgentsWorker(env: BenchEnv, config: AgentsWorkerProcessConfig
 export async function benchParked(options: ParkedBenchOptions = {}): Promise<ParkedBenchResult> {
   const runs = options.runs ?? 1000;
   const concurrency = options.concurrency ?? 32;
+  const heapMb = options.heapMb ?? 640;
   if (!Number.isInteger(runs) || runs < 1) throw new RangeError('runs must be a positive integer');
   const progress = options.progress ?? (() => {});
   const env = await startBenchEnv();
@@ -101,14 +109,20 @@ export async function benchParked(options: ParkedBenchOptions = {}): Promise<Par
     const bundle = await bundleAgentWorkflows([benchModule('noop-spec')]);
     const bundleFile = join(env.dir, 'workflow-bundle.js');
     await writeFile(bundleFile, bundle.code);
-    const child = await forkAgentsWorker(env, {
-      address: env.address,
-      namespace: env.namespace,
-      taskQueue: BENCH_QUEUES.agents,
-      bundleFile,
-      auditFile: join(env.dir, 'agents-audit.jsonl'),
-      ...(options.maxCachedWorkflows === undefined ? {} : { maxCachedWorkflows: options.maxCachedWorkflows }),
-    });
+    const child = await forkAgentsWorker(
+      env,
+      {
+        address: env.address,
+        namespace: env.namespace,
+        taskQueue: BENCH_QUEUES.agents,
+        bundleFile,
+        auditFile: join(env.dir, 'agents-audit.jsonl'),
+        ...(options.maxCachedWorkflows === undefined
+          ? {}
+          : { maxCachedWorkflows: options.maxCachedWorkflows }),
+      },
+      heapMb,
+    );
     progress(`parked: idle agents worker RSS ${procMemory(child.pid ?? -1)?.rss.toFixed(0)} MB`);
     const executed = new Set<string>();
     let requests = 0;
@@ -204,7 +218,7 @@ export async function benchParked(options: ParkedBenchOptions = {}): Promise<Par
     };
     report(options, result, () =>
       [
-        `parked: ${runs} AgentRuns parked on approval against one agents worker (child process, maxCachedWorkflows ${options.maxCachedWorkflows ?? 'SDK default'})`,
+        `parked: ${runs} AgentRuns parked on approval against one agents worker (child process, heap limit ${heapMb > 0 ? `${heapMb} MB` : 'Node default'}, maxCachedWorkflows ${options.maxCachedWorkflows ?? 'SDK default'})`,
         `  parked ${parked}/${runs} in ${result.park_seconds} s; worker RSS ${result.rss_mb} MB (peak ${result.rss_peak_mb} MB)   goal ≤ 1024 MB`,
         `  approved all: ${completed} completed, ${result.lost} lost, in ${result.resume_seconds} s (total ${result.seconds} s)`,
       ].join('\n'),

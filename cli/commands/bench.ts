@@ -15,8 +15,10 @@ const USAGE = `usage:
       N governed vs N bare Temporal activities running the same no-op, interleaved (goal ratio ≤ 1.15)
   agent-runtime bench approvals [--n N] [--json]
       signed vote submitted → approved tool activity started (goal p50 ≤ 100 ms, p99 ≤ 250 ms)
-  agent-runtime bench parked [--runs N] [--max-cached N] [--json]
-      N runs parked on approval against one agents worker: its RSS, then all approved (goal ≤ 1 GB, 0 lost)`;
+  agent-runtime bench parked [--runs N] [--heap-mb M] [--max-cached N] [--json]
+      N runs parked on approval against one agents worker: its RSS, then all approved (goal ≤ 1 GB, 0 lost)
+      --heap-mb: the worker's --max-old-space-size (default 640; 0 = Node's default), which also sizes
+      the SDK's default workflow cache`;
 
 function positiveInt(option: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -112,6 +114,7 @@ const BENCHES: Readonly<Record<string, Bench>> = {
       options: {
         runs: { type: 'string' },
         'max-cached': { type: 'string' },
+        'heap-mb': { type: 'string' },
         json: { type: 'boolean', default: false },
       },
     });
@@ -120,6 +123,7 @@ const BENCHES: Readonly<Record<string, Bench>> = {
     const result = await benchParked({
       runs: positiveInt('--runs', values.runs, 1000),
       ...(maxCachedWorkflows === undefined ? {} : { maxCachedWorkflows }),
+      heapMb: values['heap-mb'] === '0' ? 0 : positiveInt('--heap-mb', values['heap-mb'], 640),
       json: values.json,
       out: io.stdout,
       progress: progressTo(io),
