@@ -9,7 +9,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Client } from '@temporalio/client';
 import { actionDigest, AgentRuntimeError, signVote, VoteRefusal } from '../policy/index.ts';
 import type { VotePayload } from '../policy/index.ts';
-import { approvalStatusQuery, voteUpdate } from '../workflows/approval.ts';
+import { approvalStatusQuery, reviseActionUpdate, voteUpdate } from '../workflows/approval.ts';
 import type { ApprovalView, VoteReceipt } from '../workflows/approval.ts';
 
 /** A vote the operator channel refuses to sign or the workflow refused; `code` is a `VoteRefusal` or `APPROVAL_*`. */
@@ -112,54 +112,30 @@ export interface CastVoteOptions {
   readonly validForMs?: number;
 }
 
-/** Checks authority, signs and submits one vote; returns the workflow's receipt. */
-export async function castVote(client: Client, options: CastVoteOptions): Promise<VoteReceipt> {
-  const view = await showApproval(client, options.approvalWorkflowId);
+/** Refuses a principal the request does not let vote (decided, requester, agent, ineligible). */
+function checkVoter(view: ApprovalView, approvalWorkflowId: string, principal: string): void {
   const { request } = view;
   if (view.state !== 'PENDING')
-    throw new VoteError(
-      VoteRefusal.decided,
-      `${options.approvalWorkflowId} is already ${view.state.toLowerCase()}`,
-    );
-  if (options.principal === request.requester)
+    throw new VoteError(VoteRefusal.decided, `${approvalWorkflowId} is already ${view.state.toLowerCase()}`);
+  if (principal === request.requester)
     throw new VoteError(
       VoteRefusal.requester,
-      `"${options.principal}" requested this run and cannot approve its actions`,
+      `"${principal}" requested this run and cannot approve its actions`,
     );
-  if (options.principal === request.agentId)
+  if (principal === request.agentId)
     throw new VoteError(VoteRefusal.agent, 'the agent cannot vote on its own actions');
   const eligible = eligibleOf(view);
-  if (!eligible.includes(options.principal))
+  if (!eligible.includes(principal))
     throw new VoteError(
       VoteRefusal.ineligible,
-      `"${options.principal}" may not decide this request (rule ${request.ruleId ?? 'default'}; eligible: ${eligible.join(', ') || 'nobody'})`,
+      `"${principal}" may not decide this request (rule ${request.ruleId ?? 'default'}; eligible: ${eligible.join(', ') || 'nobody'})`,
     );
-  const digest = actionDigest({
-    tool: request.action.tool,
-    args: request.action.args,
-    resource: request.action.resource,
-    policyVersion: request.policyVersion,
-  });
-  if (digest !== request.actionDigest)
-    throw new VoteError(
-      VoteRefusal.wrongAction,
-      'the request does not match its own action digest; not signing',
-    );
-  const now = options.now ?? Date.now();
-  const payload: VotePayload = {
-    workflowId: options.approvalWorkflowId,
-    step: request.step,
-    actionDigest: digest,
-    decision: options.decision,
-    approver: options.principal,
-    expiresAt: Math.min(view.expiresAtMs, now + (options.validForMs ?? 15 * 60_000)),
-    ...(options.reason === undefined ? {} : { reason: options.reason }),
-  };
-  const signed = signVote(payload, options.secretKey);
+}
+
+/** Sends an Update and turns a refusal into a {@link VoteError} with the workflow's code. */
+async function deliver(send: () => Promise<VoteReceipt>): Promise<VoteReceipt> {
   try {
-    return await client.workflow
-      .getHandle(options.approvalWorkflowId)
-      .executeUpdate(voteUpdate, { args: [signed] });
+    return await send();
   } catch (error) {
     if (error instanceof WorkflowUpdateFailedError) {
       const type = (error.cause as { type?: unknown } | undefined)?.type;
@@ -173,4 +149,76 @@ export async function castVote(client: Client, options: CastVoteOptions): Promis
       `the vote could not be delivered: ${(error as Error).message}`,
     );
   }
+}
+
+function votePayload(
+  options: CastVoteOptions,
+  view: ApprovalView,
+  digest: string,
+  decision: 'approve' | 'deny',
+): VotePayload {
+  const now = options.now ?? Date.now();
+  return {
+    workflowId: options.approvalWorkflowId,
+    step: view.request.step,
+    actionDigest: digest,
+    decision,
+    approver: options.principal,
+    expiresAt: Math.min(view.expiresAtMs, now + (options.validForMs ?? 15 * 60_000)),
+    ...(options.reason === undefined ? {} : { reason: options.reason }),
+  };
+}
+
+/** Checks authority, signs and submits one vote; returns the workflow's receipt. */
+export async function castVote(client: Client, options: CastVoteOptions): Promise<VoteReceipt> {
+  const view = await showApproval(client, options.approvalWorkflowId);
+  checkVoter(view, options.approvalWorkflowId, options.principal);
+  const { request } = view;
+  const digest = actionDigest({
+    tool: request.action.tool,
+    args: request.action.args,
+    resource: request.action.resource,
+    policyVersion: request.policyVersion,
+  });
+  if (digest !== request.actionDigest)
+    throw new VoteError(
+      VoteRefusal.wrongAction,
+      'the request does not match its own action digest; not signing',
+    );
+  const signed = signVote(votePayload(options, view, digest, options.decision), options.secretKey);
+  return deliver(() =>
+    client.workflow.getHandle(options.approvalWorkflowId).executeUpdate(voteUpdate, { args: [signed] }),
+  );
+}
+
+/** Options of {@link castRevision}: an approve vote over edited arguments. */
+export interface CastRevisionOptions extends Omit<CastVoteOptions, 'decision'> {
+  /** The edited arguments, already validated against the tool's schema and re-decided. */
+  readonly args: unknown;
+  /** The resource the edited arguments name (from the re-decision). */
+  readonly resource: string | null;
+}
+
+/** Approve with edits: signs an approve vote over the edited action's digest and sends both. */
+export async function castRevision(client: Client, options: CastRevisionOptions): Promise<VoteReceipt> {
+  const view = await showApproval(client, options.approvalWorkflowId);
+  checkVoter(view, options.approvalWorkflowId, options.principal);
+  const { request } = view;
+  const digest = actionDigest({
+    tool: request.action.tool,
+    args: options.args,
+    resource: options.resource,
+    policyVersion: request.policyVersion,
+  });
+  const vote = signVote(
+    votePayload({ ...options, decision: 'approve' }, view, digest, 'approve'),
+    options.secretKey,
+  );
+  return deliver(() =>
+    client.workflow
+      .getHandle(options.approvalWorkflowId)
+      .executeUpdate(reviseActionUpdate, {
+        args: [{ args: options.args, resource: options.resource, vote }],
+      }),
+  );
 }

@@ -49,6 +49,8 @@ export interface AgentStackOptions {
   /** Start the tools worker (default true); tests that kill it run their own. */
   readonly toolsWorker?: boolean;
   readonly maxCachedWorkflows?: number;
+  /** Also hands each approval notice to this (an approvals service), after recording it. */
+  readonly onNotice?: (notice: ApprovalNotice) => void | Promise<void>;
 }
 
 export interface AgentStack {
@@ -127,7 +129,10 @@ export function useAgentStack(options: AgentStackOptions): AgentStack {
       await createApprovalsWorker({
         ...connection,
         taskQueue: queues.approvals,
-        sink: (n) => void notices.push(n),
+        sink: async (n) => {
+          notices.push(n);
+          await options.onNotice?.(n);
+        },
       }),
     ];
     if (options.toolsWorker !== false)

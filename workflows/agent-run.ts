@@ -117,7 +117,6 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
   const { executeTool } = proxyActivities<{ executeTool(input: ToolCallInput): Promise<ToolCallResult> }>({
     taskQueue: toolQueue,
     startToCloseTimeout: input.options?.toolTimeoutMs ?? 5 * 60_000,
-    heartbeatTimeout: undefined,
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
   });
 
@@ -401,20 +400,22 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
       return denied(denial.code, denial.hint);
     }
 
-    const toolInput: Omit<ToolCallInput, 'approval'> = {
+    let args: unknown = call.args;
+    let edited: { readonly by: string; readonly args: unknown } | null = null;
+    const toolInput = (): Omit<ToolCallInput, 'approval'> => ({
       runWorkflowId: runId,
       step,
       agentId: input.agentId,
       requester: input.requestedBy,
       tool: call.tool,
-      args: call.args,
+      args,
       rationale: call.rationale,
       policy: pinned,
       posture,
       frozenTools: [...frozenTools],
       used: { ...used },
       claimed: { tier: decision.tier, ruleId: decision.ruleId },
-    };
+    });
     let approval: ToolCallInput['approval'] = null;
     if (decision.tier === 'approval') {
       const outcome = await requestApproval(call, step, decision);
@@ -430,6 +431,41 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
               'No approver decided in time, so the action was denied. Do not retry it now.',
             );
       }
+      if (outcome.revised) {
+        // approved with edits: the edited call must still fall under the rule that was approved
+        const redecided = decide(
+          policy,
+          { tool: call.tool, args: outcome.revised.args, director: input.requestedBy },
+          { tools: catalog, posture, frozenTools, used },
+        );
+        emit(AuditKind.decision, step, {
+          tool: call.tool,
+          args: outcome.revised.args,
+          rationale: null,
+          editedBy: outcome.revised.by,
+          tier: redecided.tier,
+          baseTier: redecided.baseTier,
+          ruleId: redecided.ruleId,
+          code: redecided.code,
+          reason: redecided.reason,
+          resource: redecided.resource,
+          posture: redecided.posture,
+          policyVersion: redecided.policyVersion,
+        });
+        if (
+          redecided.tier === 'prohibited' ||
+          redecided.ruleId !== decision.ruleId ||
+          redecided.resource !== outcome.revised.resource
+        ) {
+          setOutcome(step, 'denied');
+          return denied(
+            'approval_edit_refused',
+            'A reviewer edited this action, and the edited action is not permitted. Do not retry it unchanged.',
+          );
+        }
+        args = outcome.revised.args;
+        edited = { by: outcome.revised.by, args };
+      }
       setOutcome(step, 'executed');
       approval = {
         approvalWorkflowId: approvalWorkflowIdFor(runId, step),
@@ -442,12 +478,22 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
 
     try {
       const result = await executeTool.executeWithOptions({ summary: label.slice(0, 200) }, [
-        { ...toolInput, approval },
+        { ...toolInput(), approval },
       ]);
       if (!result.ok) setOutcome(step, 'failed');
+      // the model learns that what ran is not what it proposed
+      const editNote = edited
+        ? {
+            edited: {
+              by: edited.by,
+              args: edited.args,
+              note: 'A reviewer changed the arguments before approving.',
+            },
+          }
+        : {};
       return result.ok
-        ? { ok: true, output: result.output }
-        : { ok: false, error: { code: result.code, message: result.message } };
+        ? { ok: true, output: result.output, ...editNote }
+        : { ok: false, error: { code: result.code, message: result.message }, ...editNote };
     } catch (error) {
       if (isCancellation(error)) throw error;
       const code = failureCode(error);
@@ -548,6 +594,7 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
           votes: [],
           attempts: [],
           escalated: false,
+          revised: null,
         };
       }
       const result = winner;
@@ -571,6 +618,7 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
           votes: [],
           attempts: [],
           escalated: false,
+          revised: null,
         };
       }
       throw error;

@@ -50,6 +50,14 @@ export interface ApprovalResult {
   readonly attempts: readonly VoteRecord[];
   /** Whether the request was escalated (escalation approvers then count toward the quorum). */
   readonly escalated: boolean;
+  /** Approve with edits: the action that was approved instead of the proposed one (null when unedited). */
+  readonly revised: {
+    readonly args: unknown;
+    readonly resource: string | null;
+    readonly actionDigest: string;
+    readonly by: string;
+    readonly from: { readonly args: unknown; readonly resource: string | null };
+  } | null;
 }
 
 /** What a notification activity receives. */

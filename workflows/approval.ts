@@ -31,7 +31,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { hexToBytes } from '@noble/hashes/utils.js';
-import { tallyVotes, verifyVote, VoteRefusal } from '../policy/index.ts';
+import { actionDigest, tallyVotes, verifyVote, VoteRefusal } from '../policy/index.ts';
 import type { SignedVote, VotePayload } from '../policy/index.ts';
 import type { ApprovalActivities } from '../activities/approvals/index.ts';
 import { AuditKind } from '../activities/audit/types.ts';
@@ -56,6 +56,18 @@ export interface VoteReceipt {
 }
 /** Submits one signed vote and answers synchronously; a refused vote is rejected with its code as the failure type. */
 export const voteUpdate = defineUpdate<VoteReceipt, [unknown]>('vote');
+
+/**
+ * Approve with edits: the approver's edited arguments (re-validated and re-decided by the approval
+ * service) and that approver's signed approve vote over the digest of the EDITED action. Approvals
+ * of the earlier arguments stop counting; the run executes the edited arguments.
+ */
+export interface ActionRevision {
+  readonly args: unknown;
+  readonly resource: string | null;
+  readonly vote: unknown;
+}
+export const reviseActionUpdate = defineUpdate<VoteReceipt, [ActionRevision]>('reviseAction');
 
 /** Live view for approval UIs and the operator CLI. */
 export interface ApprovalView {
@@ -87,7 +99,10 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
   const publicKeys = new Map(
     Object.entries(request.trustedKeys).map(([keyId, hex]) => [keyId, hexToBytes(hex)]),
   );
-  const expect = { workflowId: approvalWorkflowId, step: request.step, actionDigest: request.actionDigest };
+  let expect = { workflowId: approvalWorkflowId, step: request.step, actionDigest: request.actionDigest };
+  /** The request as it stands (an approve-with-edits revision replaces its action and digest). */
+  let current: ApprovalRequest = request;
+  let revised: ApprovalResult['revised'] = null;
 
   const emit = workflowAuditor(request.agentId, request.runWorkflowId);
   const inbox: unknown[] = [];
@@ -110,7 +125,7 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
     escalated,
     expiresAtMs,
     attempts: [...attempts],
-    request,
+    request: current,
   }));
 
   const notice = (
@@ -135,8 +150,12 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
         readonly approver: string | null;
       };
   /** Judges one raw vote against the current state without changing anything. */
-  const check = (raw: unknown, atMs: number): Verdict => {
-    const verified = verifyVote(raw, { publicKeys, nowMs: atMs, expect });
+  const check = (raw: unknown, atMs: number, edit?: { readonly actionDigest: string }): Verdict => {
+    const verified = verifyVote(raw, {
+      publicKeys,
+      nowMs: atMs,
+      expect: edit ? { ...expect, actionDigest: edit.actionDigest } : expect,
+    });
     if (!verified.ok) return { ...verified, approver: approverOf(raw) };
     if (state !== 'PENDING')
       return {
@@ -145,7 +164,9 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
         message: `the request is already ${state.toLowerCase()}`,
         approver: verified.vote.approver,
       };
-    const tally = tallyVotes([...accepted.map((v) => v.payload), verified.vote], {
+    // an edit restarts the count: approvals of the earlier arguments do not carry over
+    const prior = edit ? [] : accepted.map((v) => v.payload);
+    const tally = tallyVotes([...prior, verified.vote], {
       approval,
       requester: request.requester,
       agentId: request.agentId,
@@ -236,6 +257,89 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
       },
     },
   );
+  /** The digest an edited action would have, or null when its arguments cannot be digested. */
+  const revisionDigest = (revision: ActionRevision): string | null => {
+    try {
+      return actionDigest({
+        tool: request.action.tool,
+        args: revision.args,
+        resource: revision.resource,
+        policyVersion: request.policyVersion,
+      });
+    } catch {
+      return null;
+    }
+  };
+  /** Checks an edit: its vote must be a valid approve over the edited digest by an eligible principal. */
+  const checkRevision = (revision: ActionRevision, atMs: number): Verdict => {
+    const digest = revisionDigest(revision);
+    const approver = approverOf(revision.vote);
+    if (digest === null)
+      return {
+        ok: false,
+        code: VoteRefusal.malformed,
+        message: 'the edited arguments are not canonical JSON',
+        approver,
+      };
+    if (decisionOf(revision.vote) !== 'approve')
+      return {
+        ok: false,
+        code: VoteRefusal.malformed,
+        message: 'an edit must come with an approve vote',
+        approver,
+      };
+    return check(revision.vote, atMs, { actionDigest: digest });
+  };
+  setHandler(
+    reviseActionUpdate,
+    (revision) => {
+      const atMs = Date.now();
+      const verdict = checkRevision(revision, atMs);
+      if (!verdict.ok) {
+        attempts.push(refusedRecord(verdict, revision.vote, atMs));
+        throw ApplicationFailure.create({ type: verdict.code, message: verdict.message, nonRetryable: true });
+      }
+      const digest = revisionDigest(revision) as string;
+      expect = { ...expect, actionDigest: digest };
+      current = {
+        ...current,
+        action: { ...current.action, args: revision.args, resource: revision.resource },
+        actionDigest: digest,
+      };
+      // approvals of the earlier arguments no longer count
+      accepted.splice(0, accepted.length);
+      revised = {
+        args: revision.args,
+        resource: revision.resource,
+        actionDigest: digest,
+        by: verdict.vote.approver,
+        from: { args: request.action.args, resource: request.action.resource },
+      };
+      emit(AuditKind.approvalRevised, request.step, {
+        approvalWorkflowId,
+        by: verdict.vote.approver,
+        actionDigest: digest,
+        previousDigest: request.actionDigest,
+      });
+      judge(revision.vote, 'update');
+      return { accepted: true, state, approvedBy: approvedByNow(), quorum: approval.quorum };
+    },
+    {
+      description: 'Approve with edits: the edited arguments and a signed approve vote over their digest.',
+      validator: (revision) => {
+        const verdict = checkRevision(revision, Date.now());
+        if (verdict.ok) return;
+        emitUncounted(request.agentId, request.runWorkflowId, AuditKind.voteRefused, request.step, {
+          approvalWorkflowId,
+          via: 'update',
+          approver: verdict.approver,
+          code: verdict.code,
+          edit: true,
+        });
+        throw ApplicationFailure.create({ type: verdict.code, message: verdict.message, nonRetryable: true });
+      },
+    },
+  );
   const approvedByNow = (): string[] =>
     accepted.filter((v) => v.payload.decision === 'approve').map((v) => v.payload.approver);
 
@@ -303,6 +407,7 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
     votes: accepted.map((v) => v.signed),
     attempts,
     escalated,
+    revised,
   };
 }
 

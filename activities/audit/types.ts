@@ -18,6 +18,12 @@ export const AuditKind = {
   approvalRequested: 'approval.requested',
   approvalNotified: 'approval.notified',
   approvalDecided: 'approval.decided',
+  /** An approver edited the action's arguments (approve with edits). */
+  approvalRevised: 'approval.revised',
+  /** Every human attempt at an approval channel (views, votes, refusals), from the approvals service. */
+  approvalAttempt: 'approval.attempt',
+  /** A notice delivered (or not) to an approver through a channel, and channel fallbacks. */
+  approvalDelivery: 'approval.delivery',
   voteAccepted: 'vote.accepted',
   voteRefused: 'vote.refused',
   executionStarted: 'execution.started',

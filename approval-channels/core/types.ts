@@ -136,8 +136,7 @@ export interface TokenRecord {
 export type TokenRefusal = 'unknown' | 'expired' | 'used' | 'wrong_purpose';
 
 export type TokenLookup =
-  | { readonly ok: true; readonly token: TokenRecord }
-  | { readonly ok: false; readonly code: TokenRefusal };
+  { readonly ok: true; readonly token: TokenRecord } | { readonly ok: false; readonly code: TokenRefusal };
 
 /** A web inbox session (cookie value stored hashed). */
 export interface SessionRecord {
@@ -183,7 +182,11 @@ export interface ApprovalStore {
   /** Inserts the request unless one with the same id exists; returns the stored record either way. */
   putRequest(record: RequestRecord): Promise<RequestRecord>;
   getRequest(id: string): Promise<RequestRecord | null>;
-  /** Pending requests, oldest expiry first; with `principal`, only those it may decide now. */
+  /**
+   * Pending requests, oldest expiry first; with `principal`, only those it may decide now: named in
+   * `eligible`, or in `escalationEligible` once `escalated` (escalation adds approvers), and never
+   * the requester or the agent.
+   */
   listPending(principal?: string): Promise<RequestRecord[]>;
   /**
    * Applies `patch`; with `expectState`/`expectRevision`, only if the stored record still has them
@@ -222,7 +225,10 @@ export interface ApprovalStore {
   rememberOnce(key: string, expiresAtMs: number, nowMs: number): Promise<boolean>;
 
   recordAttempt(attempt: AttemptRecord): Promise<void>;
-  listAttempts(filter?: { readonly requestId?: string; readonly channel?: ChannelName }): Promise<AttemptRecord[]>;
+  listAttempts(filter?: {
+    readonly requestId?: string;
+    readonly channel?: ChannelName;
+  }): Promise<AttemptRecord[]>;
   recordDelivery(delivery: DeliveryRecord): Promise<void>;
   listDeliveries(requestId: string): Promise<DeliveryRecord[]>;
 
@@ -267,6 +273,8 @@ export const SubmitRefusal = {
   editRaisedTier: 'edit_raised_tier',
   editProhibited: 'edit_prohibited',
   deliveryFailed: 'delivery_failed',
+  /** The rule names the channels its approvals may come through, and this is not one. */
+  channelNotAllowed: 'channel_not_allowed',
 } as const;
 export type SubmitRefusal = (typeof SubmitRefusal)[keyof typeof SubmitRefusal];
 

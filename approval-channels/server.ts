@@ -1,0 +1,78 @@
+/**
+ * The approvals service's one HTTP server: Slack's interactivity endpoint (`/slack/…`, handled by
+ * Bolt's receiver, which verifies every signature on the raw body) beside the email review pages
+ * and the web inbox. Nothing parses a body before Bolt sees it.
+ * @module
+ */
+import { createServer } from 'node:http';
+import type { RequestListener, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface ApprovalsHttpOptions {
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port?: number;
+  /** Bolt's `HTTPReceiver.requestListener`, mounted at `/slack/`. */
+  readonly slack?: RequestListener;
+  /** Email review pages and the web inbox (everything else). */
+  readonly web?: RequestListener;
+}
+
+export interface ApprovalsHttpServer {
+  readonly server: Server;
+  /** `http://host:port` as bound. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'no-store',
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+};
+
+function notFound(res: ServerResponse): void {
+  res.writeHead(404, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
+  res.end('Not found\n');
+}
+
+/** Starts the server on 127.0.0.1 (or `host`). */
+export async function startApprovalsHttp(options: ApprovalsHttpOptions): Promise<ApprovalsHttpServer> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path === '/healthz') {
+      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
+      res.end('ok\n');
+      return;
+    }
+    const handler = path.startsWith('/slack/') ? options.slack : options.web;
+    if (!handler) return notFound(res);
+    try {
+      handler(req, res);
+    } catch {
+      if (!res.headersSent) res.writeHead(500, SECURITY_HEADERS);
+      res.end();
+    }
+  });
+  // slow clients cannot hold sockets open forever
+  server.requestTimeout = 15_000;
+  server.headersTimeout = 10_000;
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
