@@ -215,10 +215,8 @@ export async function castRevision(client: Client, options: CastRevisionOptions)
     options.secretKey,
   );
   return deliver(() =>
-    client.workflow
-      .getHandle(options.approvalWorkflowId)
-      .executeUpdate(reviseActionUpdate, {
-        args: [{ args: options.args, resource: options.resource, vote }],
-      }),
+    client.workflow.getHandle(options.approvalWorkflowId).executeUpdate(reviseActionUpdate, {
+      args: [{ args: options.args, resource: options.resource, vote }],
+    }),
   );
 }
