@@ -76,6 +76,8 @@ describe('dev --demo with a vote from another process', () => {
         `${port}`,
         '--ui-port',
         `${uiPort}`,
+        '--approvals-port',
+        '0',
       ],
       { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -268,8 +268,12 @@ describe('the package bin, as a real process', () => {
       String(port),
       '--ui-port',
       String(uiPort),
+      '--approvals-port',
+      '0',
     );
     expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Approvals inbox {4}http:\/\/127\.0\.0\.1:\d+\/inbox/);
+    expect(result.stdout).toContain('Slack              not configured (SLACK_*)');
     expect(result.stdout).toContain(`Temporal frontend  127.0.0.1:${port}`);
     expect(result.stdout).toContain(`Temporal Web UI    http://127.0.0.1:${uiPort}`);
     expect(result.stdout).toContain(

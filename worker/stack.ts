@@ -62,6 +62,8 @@ export interface DevStack {
   readonly stateDir: string;
   readonly workspace: string;
   readonly auditFile: string;
+  /** The audit client every worker of the stack writes through. */
+  readonly audit: AuditClient;
   readonly keys: { readonly secretKeyFile: string; readonly publicKeyFile: string };
   /** keyId → public key hex, for run inputs. */
   readonly trustedKeys: Readonly<Record<string, string>>;
@@ -161,6 +163,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       stateDir,
       workspace,
       auditFile,
+      audit,
       keys,
       trustedKeys,
       stop,

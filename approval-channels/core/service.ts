@@ -493,18 +493,20 @@ export class ApprovalService implements DecisionPort {
     error: string | null,
     fallbackFrom: string | null = null,
   ): Promise<void> {
+    const stored = this.#o.channels.find((c) => c.name === channel)?.recordsOwnDeliveries === true;
     for (const r of recipients) {
       const address = channel === ChannelName.slack ? (r.slack?.user ?? '') : (r.email ?? '');
-      await this.#o.store.recordDelivery({
-        requestId: request.id,
-        channel,
-        kind,
-        principal: r.id,
-        address,
-        status: error === null ? 'sent' : 'failed',
-        error,
-        atMs: this.#now(),
-      });
+      if (!stored)
+        await this.#o.store.recordDelivery({
+          requestId: request.id,
+          channel,
+          kind,
+          principal: r.id,
+          address,
+          status: error === null ? 'sent' : 'failed',
+          error,
+          atMs: this.#now(),
+        });
       await this.#audit(AuditKind.approvalDelivery, request.agentId, request.runWorkflowId, request.step, {
         approvalWorkflowId: request.id,
         notice: kind,

@@ -310,6 +310,8 @@ export interface ChannelNotice {
 /** A delivery channel (Slack, email). The web inbox needs no push: it reads the store. */
 export interface NotifyChannel {
   readonly name: ChannelName;
+  /** The channel stores a delivery record per message itself (email: one per mail, partial failures included). */
+  readonly recordsOwnDeliveries?: boolean;
   /** Delivers or re-renders; throws when the channel is unreachable after its own retries. */
   notify(notice: ChannelNotice): Promise<void>;
 }

@@ -23,11 +23,18 @@ import { DEFAULT_ADDRESS, defaultStateDir, projectRoot } from '../local.ts';
 import { streamLogger } from '../logger.ts';
 import { followRun, noticeLines, printRunSummary, uiRunUrl, uiWorkflowsUrl } from '../progress.ts';
 import { loadOrReport, printDecisionTable } from './governance.ts';
+import { exampleGovernanceFiles, startDevApprovals } from '../dev-approvals.ts';
+import type { DevApprovals } from '../dev-approvals.ts';
+import type { ApprovalNotice } from '../../workflows/approval-types.ts';
+import type { AnyToolSpec } from '../../policy/index.ts';
 
 const USAGE = `usage:
-  agent-runtime dev [--state-dir D] [--port N] [--ui-port N] [--demo] [--exit-when-done] [--json]
+  agent-runtime dev [--state-dir D] [--port N] [--ui-port N] [--approvals-port N] [--governance F]...
+                    [--demo] [--exit-when-done] [--json]
       --state-dir        Temporal database, keys, audit log, workspace (default .agent-runtime)
       --port, --ui-port  Temporal gRPC and Web UI ports (default 7233, 8233)
+      --approvals-port   the approvals service: web inbox, email review pages, Slack (default 8288; 0 = any)
+      --governance       a governance document the approvals service trusts (repeatable; default: examples/*)
       --demo             run the ops-staging example with a scripted model and follow it
       --exit-when-done   exit once started (with --demo: once the run ended; exit 0 if it completed)
       --json             one JSON object per line instead of text
@@ -41,6 +48,9 @@ export interface DevOptions {
   readonly stateDir: string;
   readonly port: number;
   readonly uiPort: number;
+  readonly approvalsPort: number;
+  /** Governance files the approvals service trusts (empty: the examples). */
+  readonly governance: readonly string[];
   readonly demo: boolean;
   readonly exitWhenDone: boolean;
   readonly json: boolean;
@@ -71,6 +81,8 @@ export const devCommand: Command = async (argv, io) => {
       'state-dir': { type: 'string' },
       port: { type: 'string' },
       'ui-port': { type: 'string' },
+      'approvals-port': { type: 'string' },
+      governance: { type: 'string', multiple: true },
       demo: { type: 'boolean', default: false },
       'exit-when-done': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -81,6 +93,8 @@ export const devCommand: Command = async (argv, io) => {
       stateDir: resolve(values['state-dir'] ?? defaultStateDir()),
       port: parsePort('--port', values.port, 7233, USAGE),
       uiPort: parsePort('--ui-port', values['ui-port'], 8233, USAGE),
+      approvalsPort: parsePort('--approvals-port', values['approvals-port'], 8288, USAGE, true),
+      governance: (values.governance ?? []).map((file) => resolve(file)),
       demo: values.demo,
       exitWhenDone: values['exit-when-done'],
       json: values.json,
@@ -95,11 +109,16 @@ export function parsePort(
   value: string | undefined,
   fallback: number,
   usage: string,
+  allowZero = false,
 ): number {
   if (value === undefined) return fallback;
   const port = Number(value);
-  if (!/^\d+$/.test(value) || port < 1 || port > 65_535)
-    throw new UsageError(`${option}: expected a port number (1-65535), got ${JSON.stringify(value)}`, usage);
+  const min = allowZero ? 0 : 1;
+  if (!/^\d+$/.test(value) || port < min || port > 65_535)
+    throw new UsageError(
+      `${option}: expected a port number (${min}-65535), got ${JSON.stringify(value)}`,
+      usage,
+    );
   return port;
 }
 
@@ -138,6 +157,10 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
 
   let stack: DevStack | undefined;
   let billing: BillingExample | undefined;
+  let approvals: DevApprovals | undefined;
+  // notices wait for the approvals service, which needs the stack's client
+  let approvalsReady: (value: DevApprovals) => void = () => undefined;
+  const approvalsStarted = new Promise<DevApprovals>((resolve) => (approvalsReady = resolve));
   try {
     billing = await startBilling(io);
     say(`Starting Temporal and the workers (state in ${options.stateDir})…`);
@@ -148,7 +171,7 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
         port: options.port,
         uiPort: options.uiPort,
         ...(billing ? { toolSpecModules: [billing.specModule], tools: billing.tools } : {}),
-        onNotice: (notice) => {
+        onNotice: async (notice) => {
           if (options.json)
             emit({
               event: 'approval_notice',
@@ -162,6 +185,7 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
               outcome: notice.outcome,
             });
           else for (const line of noticeLines(notice, voteOptions)) println(io.stdout, line);
+          return deliverNotice(await approvalsStarted, notice, options, io);
         },
         logger: streamLogger(io.stderr),
       });
@@ -170,12 +194,28 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
       throw error;
     }
     if (stopping.signal.aborted) return ExitCode.ok;
+    approvals = await startDevApprovals({
+      stack,
+      governanceFiles: options.governance.length > 0 ? options.governance : exampleGovernanceFiles(root),
+      toolSpecs: billing ? await billingSpecs(billing.specModule) : [],
+      port: options.approvalsPort,
+      audit: stack.audit,
+      onMail: (mail) => {
+        if (options.json) emit({ event: 'mail', to: mail.to, subject: mail.subject, links: mail.links });
+        else {
+          println(io.stdout, `[mail to ${mail.to.join(', ')}] ${mail.subject}`);
+          for (const link of mail.links) println(io.stdout, `    ${link}`);
+        }
+      },
+      warn: (message) => println(io.stderr, `warning: ${message}`),
+    });
+    approvalsReady(approvals);
     await seedWorkspace(stack.workspace);
     voteOptions = [
       ...(stack.address === DEFAULT_ADDRESS ? [] : ['--address', stack.address]),
       ...(options.stateDir === defaultStateDir() ? [] : ['--key', stack.keys.secretKeyFile]),
     ];
-    printReady(stack, billing, options, io);
+    printReady(stack, billing, approvals, options, io);
 
     let code: number = ExitCode.ok;
     if (demo && !stopping.signal.aborted)
@@ -203,6 +243,7 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
       say('Stopping the workers and Temporal…');
       await stack.stop();
     }
+    await approvals?.close();
     await billing?.close();
     if (stack) {
       if (options.json) emit({ event: 'stopped' });
@@ -249,9 +290,11 @@ async function seedWorkspace(workspace: string): Promise<void> {
 function printReady(
   stack: DevStack,
   billing: BillingExample | undefined,
+  approvals: DevApprovals,
   options: DevOptions,
   io: CliIo,
 ): void {
+  const inbox = `${approvals.host.publicBaseUrl}/inbox`;
   const running =
     stack.uiUrl === undefined
       ? undefined
@@ -270,6 +313,8 @@ function printReady(
         auditFile: stack.auditFile,
         publicKeyFile: stack.keys.publicKeyFile,
         billingApiUrl: billing?.url ?? null,
+        inboxUrl: inbox,
+        slack: approvals.host.slack !== null,
       }),
     );
     return;
@@ -279,6 +324,12 @@ function printReady(
     ...(stack.uiUrl === undefined ? [] : [['Temporal Web UI', stack.uiUrl] as [string, string]]),
     ...(running === undefined ? [] : [['Running workflows', running] as [string, string]]),
     ['Workers', 'agents, tools, approvals (in this process)'],
+    ['Approvals inbox', `${inbox} (sign-in links are printed with each request)`],
+    ['Email', `local capture on 127.0.0.1:${approvals.mail.port} (messages printed here)`],
+    [
+      'Slack',
+      approvals.host.slack ? `${approvals.host.publicBaseUrl}/slack/events` : 'not configured (SLACK_*)',
+    ],
     ['State', stack.stateDir],
     ['Workspace', `${stack.workspace} (the agent's /workspace)`],
     ['Audit log', stack.auditFile],
@@ -358,4 +409,29 @@ async function runDemo(
     if (runUrl !== undefined) println(io.stdout, `Temporal UI: ${runUrl}`);
   }
   return result.status === 'completed' ? ExitCode.ok : ExitCode.failed;
+}
+
+/** Hands a notice to the approvals service and, for a new request, prints a sign-in link per approver. */
+async function deliverNotice(
+  approvals: DevApprovals,
+  notice: ApprovalNotice,
+  options: DevOptions,
+  io: CliIo,
+): Promise<void> {
+  await approvals.host.handleNotice(notice);
+  if (notice.kind !== 'request') return;
+  const request = await approvals.host.service.getRequest(notice.approvalWorkflowId);
+  if (!request) return; // not trusted by the service (audited); the vote command above still works
+  for (const contact of approvals.host.service.recipients(request)) {
+    const link = await approvals.host.createSignInLink(contact.id);
+    if (options.json)
+      println(io.stdout, JSON.stringify({ event: 'inbox_link', principal: contact.id, url: link }));
+    else println(io.stdout, `    web inbox for ${contact.id}: ${link}`);
+  }
+}
+
+/** The spec objects of a tool spec module (for approve-with-edits). */
+async function billingSpecs(specModule: string): Promise<readonly AnyToolSpec[]> {
+  const loaded = (await import(specModule)) as { toolSpecs?: readonly AnyToolSpec[] };
+  return loaded.toolSpecs ?? [];
 }

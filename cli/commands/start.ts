@@ -10,7 +10,7 @@ import { defaultStateDir } from '../local.ts';
 import { parsePort, runDev } from './dev.ts';
 
 const USAGE = `usage:
-  agent-runtime start [--state-dir D] [--port N] [--ui-port N] [--no-wait] [--json]
+  agent-runtime start [--state-dir D] [--port N] [--ui-port N] [--approvals-port N] [--no-wait] [--json]
       same as: agent-runtime dev --demo (--no-wait: --exit-when-done)`;
 
 export const startCommand: Command = async (argv, io) => {
@@ -21,6 +21,7 @@ export const startCommand: Command = async (argv, io) => {
       'state-dir': { type: 'string' },
       port: { type: 'string' },
       'ui-port': { type: 'string' },
+      'approvals-port': { type: 'string' },
       'no-wait': { type: 'boolean', default: false },
       'exit-when-done': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -31,6 +32,8 @@ export const startCommand: Command = async (argv, io) => {
       stateDir: resolve(values['state-dir'] ?? defaultStateDir()),
       port: parsePort('--port', values.port, 7233, USAGE),
       uiPort: parsePort('--ui-port', values['ui-port'], 8233, USAGE),
+      approvalsPort: parsePort('--approvals-port', values['approvals-port'], 8288, USAGE, true),
+      governance: [],
       demo: true,
       exitWhenDone: values['no-wait'] || values['exit-when-done'],
       json: values.json,
