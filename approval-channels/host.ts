@@ -150,6 +150,7 @@ export async function startApprovalsHost(options: ApprovalsHostOptions): Promise
     handleNotice: (notice) => service.handleNotice(notice),
     createSignInLink: (principal) => web.createSignInLink(principal),
     close: async () => {
+      await service.idle();
       await http.close();
       await email?.close();
     },

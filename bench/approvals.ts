@@ -19,7 +19,6 @@ import { createModelActivities } from '../activities/model/index.ts';
 import type { ScriptedTurn } from '../activities/model/types.ts';
 import { implementTool } from '../activities/tools/define.ts';
 import type { ToolResult } from '../activities/tools/define.ts';
-import { castVote } from '../approval-channels/operator.ts';
 import { bundleAgentWorkflows } from '../worker/bundle.ts';
 import { startAgentRun } from '../worker/runs.ts';
 import { createAgentsWorker, createApprovalsWorker, createToolsWorker } from '../worker/workers.ts';
@@ -29,19 +28,26 @@ import type { RunView } from '../workflows/run-types.ts';
 import type { BenchEnv, BenchOutput } from './harness.ts';
 import { benchModule, latencySummary, mapLimit, report, startBenchEnv } from './harness.ts';
 import { benchGated, benchNoop } from './noop-spec.ts';
+import { BenchChannel, channelVoter } from './channels.ts';
 
 export interface ApprovalsBenchOptions extends BenchOutput {
   /** Measured approvals (default 50). */
   readonly n?: number;
   /** Approvals before the measured ones, not counted (default 3). */
   readonly warmup?: number;
+  /** How votes are cast (default `operator`: `castVote`; else the approvals service's HTTP paths). */
+  readonly channel?: BenchChannel;
 }
 
 export interface ApprovalsBenchResult {
   readonly name: 'approvals';
+  readonly channel: BenchChannel;
   readonly n: number;
   readonly p50_ms: number;
   readonly p99_ms: number;
+  /** Slack: the click's HTTP answer (Bolt's ack), ms after the click. */
+  readonly ack_p50_ms?: number;
+  readonly ack_p99_ms?: number;
 }
 
 /** Task queues of a benchmark stack. */
@@ -107,9 +113,12 @@ export async function benchApprovals(options: ApprovalsBenchOptions = {}): Promi
   const warmup = options.warmup ?? 3;
   if (!Number.isInteger(n) || n < 1) throw new RangeError('n must be a positive integer');
   const progress = options.progress ?? (() => {});
+  const channel = options.channel ?? BenchChannel.operator;
   const env = await startBenchEnv();
   try {
-    progress('approvals: bundling workflows, starting workers');
+    progress(`approvals (${channel}): bundling workflows, starting workers and the approvals service`);
+    const voter = await channelVoter(env, channel);
+    env.onStop(() => voter.close());
     const bundle = await bundleAgentWorkflows([benchModule('noop-spec')]);
     const started = new Map<string, (at: number) => void>();
     const on = { connection: env.connection, namespace: env.namespace };
@@ -135,7 +144,9 @@ export async function benchApprovals(options: ApprovalsBenchOptions = {}): Promi
         journalDir: `${env.dir}/journal`,
       }),
     );
-    env.run(await createApprovalsWorker({ ...on, taskQueue: BENCH_QUEUES.approvals, sink: () => {} }));
+    env.run(
+      await createApprovalsWorker({ ...on, taskQueue: BENCH_QUEUES.approvals, sink: (n) => voter.sink(n) }),
+    );
 
     const total = warmup + n;
     progress(`approvals: starting ${total} runs`);
@@ -151,13 +162,9 @@ export async function benchApprovals(options: ApprovalsBenchOptions = {}): Promi
     for (let i = 0; i < total; i++) {
       const handle = handles[i]!;
       const toolStarted = new Promise<number>((resolve) => started.set(handle.workflowId, resolve));
+      const click = await voter.prepare(approvalIds[i]!);
       const t0 = performance.now();
-      await castVote(env.client, {
-        approvalWorkflowId: approvalIds[i]!,
-        principal: 'approver',
-        decision: 'approve',
-        secretKey: env.secretKey,
-      });
+      await click();
       const t1 = await toolStarted;
       const result = await handle.result();
       if (result.status !== 'completed' || result.decisions[0]?.outcome !== 'executed')
@@ -167,11 +174,30 @@ export async function benchApprovals(options: ApprovalsBenchOptions = {}): Promi
     }
 
     const { p50, p99 } = latencySummary(samples);
-    const result: ApprovalsBenchResult = { name: 'approvals', n, p50_ms: p50, p99_ms: p99 };
+    const ack = voter.ackMs.length > 0 ? latencySummary(voter.ackMs.slice(warmup)) : undefined;
+    const result: ApprovalsBenchResult = {
+      name: 'approvals',
+      channel,
+      n,
+      p50_ms: p50,
+      p99_ms: p99,
+      ...(ack ? { ack_p50_ms: ack.p50, ack_p99_ms: ack.p99 } : {}),
+    };
+    const what: Record<BenchChannel, string> = {
+      operator: 'vote submitted (castVote)',
+      slack: 'signed Slack click POSTed to Bolt',
+      email: 'email review page POST',
+      web: 'web inbox vote POST',
+    };
     report(options, result, () =>
       [
-        `approvals: ${n} AgentRuns approved one at a time (${warmup} warm-up not counted)`,
-        `  vote submitted (castVote) → approved tool activity started: p50 ${p50} ms   p99 ${p99} ms`,
+        `approvals (${channel}): ${n} AgentRuns approved one at a time (${warmup} warm-up not counted)`,
+        `  ${what[channel]} → approved tool activity started: p50 ${p50} ms   p99 ${p99} ms`,
+        ...(ack
+          ? [
+              `  Slack ack (HTTP answer to the click): p50 ${ack.p50} ms   p99 ${ack.p99} ms   (Slack needs < 3 s)`,
+            ]
+          : []),
         '  goal p50 ≤ 100 ms, p99 ≤ 250 ms',
       ].join('\n'),
     );

@@ -109,6 +109,18 @@ export class ApprovalService implements DecisionPort {
     this.#now = options.now ?? Date.now;
   }
 
+  readonly #pending = new Set<Promise<void>>();
+
+  #background(work: Promise<void>): void {
+    const tracked = work.finally(() => this.#pending.delete(tracked));
+    this.#pending.add(tracked);
+  }
+
+  /** Resolves once the background re-renders started so far have finished (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
   /** The store's record of a request. */
   getRequest(id: string): Promise<RequestRecord | null> {
     return this.#o.store.getRequest(id);
@@ -170,7 +182,9 @@ export class ApprovalService implements DecisionPort {
         const state = FINAL[notice.outcome ?? ''];
         if (state === undefined) break;
         const final = await this.#finalize(record, state, {});
-        await this.#rerender('outcome', final);
+        // the approval workflow completes (and the run goes on) only after this activity: the cards
+        // and notice mails are re-rendered in the background (best effort, like every re-render)
+        this.#background(this.#rerender('outcome', final));
         break;
       }
     }

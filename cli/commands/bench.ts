@@ -13,8 +13,9 @@ const USAGE = `usage:
       decision latency with N rules (goal at 1,000: p50 ≤ 2 µs, p99 ≤ 10 µs)
   agent-runtime bench actions [--n N] [--batch B] [--json]
       N governed vs N bare Temporal activities running the same no-op, interleaved (goal ratio ≤ 1.15)
-  agent-runtime bench approvals [--n N] [--json]
-      signed vote submitted → approved tool activity started (goal p50 ≤ 100 ms, p99 ≤ 250 ms)
+  agent-runtime bench approvals [--n N] [--channel operator|slack|email|web] [--json]
+      vote → approved tool activity started (goal p50 ≤ 100 ms, p99 ≤ 250 ms); with --channel, through the
+      approvals service's real HTTP path (Slack: signed click to Bolt against a local Web API stand-in)
   agent-runtime bench parked [--runs N] [--heap-mb M] [--max-cached N] [--json]
       N runs parked on approval against one agents worker: its RSS, then all approved (goal ≤ 1 GB, 0 lost)
       --heap-mb: the worker's --max-old-space-size (default 640; 0 = Node's default), which also sizes
@@ -96,10 +97,22 @@ const BENCHES: Readonly<Record<string, Bench>> = {
     const { values } = parseArgs({
       args,
       strict: true,
-      options: { n: { type: 'string' }, json: { type: 'boolean', default: false } },
+      options: {
+        n: { type: 'string' },
+        channel: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
     });
+    const channels = ['operator', 'slack', 'email', 'web'] as const;
+    const channel = channels.find((c) => c === (values.channel ?? 'operator'));
+    if (!channel)
+      throw new UsageError(
+        `--channel: expected one of ${channels.join(', ')}, got ${JSON.stringify(values.channel)}`,
+        USAGE,
+      );
     const { benchApprovals } = await import('../../bench/approvals.ts');
     await benchApprovals({
+      channel,
       n: positiveInt('--n', values.n, 50),
       json: values.json,
       out: io.stdout,
