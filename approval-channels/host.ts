@@ -6,6 +6,7 @@
  */
 import type { RequestListener } from 'node:http';
 import type { Client } from '@temporalio/client';
+import { AuditKind } from '../activities/audit/types.ts';
 import type { AuditClient } from '../activities/audit/types.ts';
 import type { ToolCatalog } from '../policy/index.ts';
 import type { ApprovalNotice } from '../workflows/approval-types.ts';
@@ -63,6 +64,31 @@ export interface ApprovalsHost {
   close(): Promise<void>;
 }
 
+/** The store, with every `recordAttempt` also appended to the audit log as `approval.attempt`. */
+function auditedAttempts(store: ApprovalStore, audit: AuditClient | undefined): ApprovalStore {
+  if (!audit) return store;
+  const recordAttempt: ApprovalStore['recordAttempt'] = async (attempt) => {
+    await store.recordAttempt(attempt);
+    await audit.append({
+      source: 'approvals',
+      agent: null,
+      run: null,
+      step: null,
+      kind: AuditKind.approvalAttempt,
+      attrs: {
+        approvalWorkflowId: attempt.requestId,
+        channel: attempt.channel,
+        action: attempt.action,
+        principal: attempt.principal,
+        outcome: attempt.outcome,
+        ...attempt.detail,
+      },
+    });
+  };
+  // the stores are frozen objects of closures: a copy with one method replaced delegates the rest
+  return Object.freeze({ ...store, recordAttempt });
+}
+
 /** Starts the HTTP server and builds the service around it. */
 export async function startApprovalsHost(options: ApprovalsHostOptions): Promise<ApprovalsHost> {
   let listener: RequestListener | null = null;
@@ -81,11 +107,14 @@ export async function startApprovalsHost(options: ApprovalsHostOptions): Promise
   });
   const publicBaseUrl = (options.publicBaseUrl ?? http.url).replace(/\/+$/, '');
   const now = options.now ?? Date.now;
-  const { store, governance } = options;
+  const { governance } = options;
+  // what the channels record themselves (views, sign-ins, refusals before the core) reaches the audit log too
+  const store = auditedAttempts(options.store, options.audit);
   // filled below: the channels need the service (their DecisionPort) and the service its channels
   const channels: NotifyChannel[] = [];
   const service = new ApprovalService({
-    store,
+    // the core audits its own attempts (with agent, run and step)
+    store: options.store,
     governance,
     client: options.client,
     secretKey: options.secretKey,
