@@ -369,6 +369,18 @@ describe('approve and deny buttons', () => {
     expect(h.fake.callsTo('chat.update')).toHaveLength(0);
   });
 
+  it('a vote that takes longer than Slack waits (a slow Temporal) is still acked at once', async () => {
+    h.decisions.delayMs = 3_500; // Slack shows the user an error after 3 s without an answer
+    const started = performance.now();
+    const res = await post(click());
+    const answeredMs = performance.now() - started;
+    expect(res.status).toBe(200);
+    expect(answeredMs).toBeLessThan(1_000);
+    expect(h.decisions.results).toHaveLength(0);
+    // the ephemeral answer follows once the vote is in
+    expect(await ephemeralTexts()).toEqual(['Your approval was recorded (1 of 1): the request is approved.']);
+  }, 10_000);
+
   it('a deny click submits a deny', async () => {
     expect((await post(click({ actionId: SlackActionId.deny, user: 'UBOB' }))).status).toBe(200);
     expect(await ephemeralTexts()).toEqual(['Your denial was recorded: the request is denied.']);
