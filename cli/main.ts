@@ -32,6 +32,7 @@ commands:
   approvals list|show <id>          pending approval requests
   approvals vote <id> approve|deny --as <principal> [--reason <text>]
                                     sign and cast a vote (the requester cannot approve)
+  approvals serve --config <file>   the approvals service (web inbox, email, Slack, approvals worker)
   governance validate <file>        check a governance document
   governance explain <file> ...     decide one proposed call and say why
   governance table <file>           print every rule with its tier

@@ -68,4 +68,10 @@ export interface ApprovalNotice {
   readonly request: ApprovalRequest;
   readonly expiresAtMs: number;
   readonly outcome: ApprovalStatus | null;
+  /** With an outcome: who decided (so a channel shows "Approved by …" whoever delivered the vote). */
+  readonly decided?: {
+    readonly approvedBy: readonly string[];
+    readonly deniedBy: string | null;
+    readonly reason: string | null;
+  };
 }

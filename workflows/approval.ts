@@ -397,7 +397,10 @@ export async function approvalWorkflow(request: ApprovalRequest): Promise<Approv
         ? `**Denied** by ${deniedBy ?? '?'}${denyReason ? `: ${denyReason}` : ''}`
         : `**Timed out**: denied at ${new Date(expiresAtMs).toISOString()}`,
   );
-  await notifyApprovers(notice('outcome', approval.eligible, status));
+  await notifyApprovers({
+    ...notice('outcome', approval.eligible, status),
+    decided: { approvedBy, deniedBy, reason: status === 'timed_out' ? null : denyReason },
+  });
   await condition(allHandlersFinished);
   return {
     status,

@@ -19,6 +19,7 @@ import { ChannelName, RequestState, SubmitRefusal } from './types.ts';
 import type {
   ApprovalStore,
   AttemptRecord,
+  RequestPatch,
   ChannelNotice,
   DecisionPort,
   NotifyChannel,
@@ -181,10 +182,17 @@ export class ApprovalService implements DecisionPort {
       case 'outcome': {
         const state = FINAL[notice.outcome ?? ''];
         if (state === undefined) break;
-        const final = await this.#finalize(record, state, {});
-        // the approval workflow completes (and the run goes on) only after this activity: the cards
-        // and notice mails are re-rendered in the background (best effort, like every re-render)
-        this.#background(this.#rerender('outcome', final));
+        const decided = notice.decided;
+        const final = await this.#finalize(
+          record,
+          state,
+          decided
+            ? { approvedBy: decided.approvedBy, deniedBy: decided.deniedBy, reason: decided.reason }
+            : {},
+        );
+        // a vote through this service re-rendered already; re-render only what changed here (timeouts,
+        // votes from elsewhere). The approval workflow waits for this activity, so it runs in the background.
+        if (final.changed) this.#background(this.#rerender('outcome', final.record));
         break;
       }
     }
@@ -278,10 +286,16 @@ export class ApprovalService implements DecisionPort {
             { approvedBy: receipt.approvedBy },
             { state: RequestState.pending },
           )) ?? request)
-        : await this.#finalize(request, effect === 'approved' ? RequestState.approved : RequestState.denied, {
-            approvedBy: receipt.approvedBy,
-            ...(effect === 'denied' ? { deniedBy: input.principal, reason: input.reason ?? null } : {}),
-          });
+        : (
+            await this.#finalize(
+              request,
+              effect === 'approved' ? RequestState.approved : RequestState.denied,
+              {
+                approvedBy: receipt.approvedBy,
+                ...(effect === 'denied' ? { deniedBy: input.principal, reason: input.reason ?? null } : {}),
+              },
+            )
+          ).record;
     await this.#attempt(updated, input.channel, 'vote', input.principal, 'ok', {
       ...input.detail,
       decision: input.decision,
@@ -440,8 +454,8 @@ export class ApprovalService implements DecisionPort {
   async #finalize(
     request: RequestRecord,
     state: RequestState,
-    patch: { approvedBy?: readonly string[]; deniedBy?: string; reason?: string | null },
-  ): Promise<RequestRecord> {
+    patch: { approvedBy?: readonly string[]; deniedBy?: string | null; reason?: string | null },
+  ): Promise<{ readonly record: RequestRecord; readonly changed: boolean }> {
     const now = this.#now();
     const final = await this.#o.store.updateRequest(
       request.id,
@@ -449,7 +463,23 @@ export class ApprovalService implements DecisionPort {
       { state: RequestState.pending },
     );
     await this.#o.store.invalidateTokens(request.id, now);
-    return final ?? (await this.#o.store.getRequest(request.id)) ?? request;
+    if (final) return { record: final, changed: true };
+    // the vote and the workflow's outcome notice race: the loser still adds who decided, never the state
+    const current = await this.#o.store.getRequest(request.id);
+    if (current?.state === state && Object.keys(patch).length > 0) {
+      const completed: RequestPatch = {
+        ...(patch.approvedBy && patch.approvedBy.length > current.approvedBy.length
+          ? { approvedBy: patch.approvedBy }
+          : {}),
+        ...(patch.deniedBy && current.deniedBy === null ? { deniedBy: patch.deniedBy } : {}),
+        ...(patch.reason && current.reason === null ? { reason: patch.reason } : {}),
+      };
+      if (Object.keys(completed).length > 0) {
+        const merged = await this.#o.store.updateRequest(request.id, completed, { state });
+        return { record: merged ?? current, changed: false };
+      }
+    }
+    return { record: current ?? request, changed: false };
   }
 
   /** Sends a notice through the channels the rule allows; a channel that fails hands its recipients on. */
@@ -535,9 +565,16 @@ export class ApprovalService implements DecisionPort {
 
   /** Re-renders the request on every channel that shows it; failures are warnings, not refusals. */
   async #rerender(kind: ChannelNotice['kind'], request: RequestRecord): Promise<void> {
+    const deliveries = await this.#o.store.listDeliveries(request.id);
     for (const channel of this.#o.channels) {
+      // a channel re-renders for those it reached (an approver reached on Slack gets no "decided" mail)
+      const reached = new Set(
+        deliveries.filter((d) => d.channel === channel.name && d.status === 'sent').map((d) => d.principal),
+      );
+      const recipients = this.recipients(request).filter((r) => reached.has(r.id));
+      if (recipients.length === 0 && channel.name !== ChannelName.slack) continue;
       try {
-        await channel.notify({ kind, request, recipients: this.recipients(request) });
+        await channel.notify({ kind, request, recipients });
       } catch (error) {
         this.#o.warn?.(
           `${channel.name}: could not show ${kind} of ${request.id}: ${(error as Error).message}`,

@@ -13,6 +13,8 @@ import { DEFAULT_ADDRESS, keyFiles, resolveTarget, withClient } from '../local.t
 import { renderTable } from '../table.ts';
 
 const USAGE = `usage:
+  agent-runtime approvals serve --config <approvals-service.yaml>
+      the approvals service as its own process: web inbox, email, Slack (SLACK_*), the approvals worker
   agent-runtime approvals list [--json] [--address host:port] [--namespace N]
   agent-runtime approvals show <approvalWorkflowId> [--json] [--address host:port] [--namespace N]
   agent-runtime approvals vote <approvalWorkflowId> approve|deny --as <principalId> [--reason <text>]
@@ -35,6 +37,12 @@ export const approvalsCommand: Command = async (argv, io) => {
       return show(rest, io);
     case 'vote':
       return vote(rest, io);
+    case 'serve': {
+      const { values } = parseArgs({ args: rest, strict: true, options: { config: { type: 'string' } } });
+      if (!values.config) throw new UsageError('--config is required', USAGE);
+      const { serveApprovals } = await import('../approvals-serve.ts');
+      return serveApprovals(values.config, io);
+    }
     default:
       throw new UsageError(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`, USAGE);
   }

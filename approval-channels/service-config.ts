@@ -1,0 +1,110 @@
+/**
+ * The approvals service's configuration file (YAML or JSON), validated once with zod. Secrets are
+ * files or environment variables, never inline: the vote-signing key is a key file, SMTP and the
+ * PostgreSQL connection may come from the environment, Slack always does (`SLACK_*`).
+ * @module
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { AgentRuntimeError } from '../policy/index.ts';
+
+const StoreConfig = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sqlite'), file: z.string().min(1) }),
+  z.strictObject({
+    kind: z.literal('postgres'),
+    /** Or `$APPROVALS_DATABASE_URL` when omitted. */
+    connectionString: z.string().min(1).optional(),
+    schema: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]*$/)
+      .optional(),
+  }),
+]);
+
+export const ApprovalsServiceConfigSchema = z.strictObject({
+  temporal: z
+    .strictObject({
+      address: z.string().min(1).default('127.0.0.1:7233'),
+      namespace: z.string().min(1).default('default'),
+      /** The notification activities' task queue. */
+      taskQueue: z.string().min(1).default('approvals'),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65_535).default(8288),
+      /** The origin approvers reach (links in mail and Slack); default the bound address. */
+      publicBaseUrl: z.url({ protocol: /^https?$/ }).optional(),
+    })
+    .prefault({}),
+  /** Governance documents the service trusts (paths relative to this file). */
+  governance: z.array(z.string().min(1)).min(1),
+  /** The vote-signing secret key file (`agent-runtime keys init`). */
+  signingKey: z.string().min(1),
+  store: StoreConfig,
+  /** Append-only audit file of this service (approval attempts and deliveries); omitted = none. */
+  auditFile: z.string().min(1).optional(),
+  /** The email channel; omitted = no email. SMTP credentials may come from `$SMTP_USER` / `$SMTP_PASS`. */
+  email: z
+    .strictObject({
+      from: z.string().min(3),
+      smtp: z.strictObject({
+        host: z.string().min(1),
+        port: z.number().int().min(1).max(65_535),
+        secure: z.boolean().optional(),
+        ignoreTLS: z.boolean().optional(),
+      }),
+      dkim: z
+        .strictObject({ domainName: z.string(), keySelector: z.string(), privateKeyFile: z.string() })
+        .optional(),
+    })
+    .optional(),
+});
+export type ApprovalsServiceConfig = z.output<typeof ApprovalsServiceConfigSchema>;
+
+/** An invalid service configuration; the message names the file and each problem's path. */
+export class ApprovalsConfigError extends AgentRuntimeError {
+  constructor(message: string) {
+    super('APPROVALS_CONFIG_INVALID', message);
+  }
+}
+
+/** Reads and validates the file; relative paths in it are resolved against its directory. */
+export async function loadApprovalsServiceConfig(file: string): Promise<ApprovalsServiceConfig> {
+  let raw: unknown;
+  try {
+    raw = parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new ApprovalsConfigError(`${file}: ${(error as Error).message}`);
+  }
+  const parsed = ApprovalsServiceConfigSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new ApprovalsConfigError(
+      [`${file}: invalid approvals service configuration`]
+        .concat(parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`))
+        .join('\n'),
+    );
+  const base = dirname(resolve(file));
+  const config = parsed.data;
+  return Object.freeze({
+    ...config,
+    governance: config.governance.map((g) => resolve(base, g)),
+    signingKey: resolve(base, config.signingKey),
+    store:
+      config.store.kind === 'sqlite'
+        ? { ...config.store, file: resolve(base, config.store.file) }
+        : config.store,
+    ...(config.auditFile === undefined ? {} : { auditFile: resolve(base, config.auditFile) }),
+    ...(config.email?.dkim
+      ? {
+          email: {
+            ...config.email,
+            dkim: { ...config.email.dkim, privateKeyFile: resolve(base, config.email.dkim.privateKeyFile) },
+          },
+        }
+      : {}),
+  });
+}
