@@ -676,9 +676,9 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
       const offered = offeredTools(policy, catalog, { posture, frozenTools }).map((name) =>
         toolDefinition(catalog.get(name) as NonNullable<ReturnType<typeof catalog.get>>),
       );
-      const response: ModelResponse = await callModel.executeWithOptions(
-        { summary: `model turn ${usage.modelTurns + 1}` },
-        [
+      let response: ModelResponse;
+      try {
+        response = await callModel.executeWithOptions({ summary: `model turn ${usage.modelTurns + 1}` }, [
           {
             agentId: input.agentId,
             runId,
@@ -686,9 +686,15 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
             model: input.model,
             messages,
             tools: offered,
+            runTokensLeft: Math.max(0, input.budgets.maxTokens - usage.inputTokens - usage.outputTokens),
           },
-        ],
-      );
+        ]);
+      } catch (error) {
+        // the model proxy refused the call: a token budget (run or agent per day) is spent
+        if (failureCode(error) === MODEL_BUDGET_EXHAUSTED)
+          return await finish(RunStatus.budgetExhausted, null, failureMessage(error));
+        throw error;
+      }
       turnsThisGeneration += 1;
       usage = {
         ...usage,
@@ -789,6 +795,17 @@ function checkControl(request: ControlRequest): void {
 }
 
 /** The stable code of a failed activity (the `ApplicationFailure` type), or a generic one. */
+/** The model proxy's refusal when a token budget is spent (`activities/model`'s `ModelErrorCode.budgetExhausted`). */
+const MODEL_BUDGET_EXHAUSTED = 'MODEL_BUDGET_EXHAUSTED';
+
+function failureMessage(error: unknown): string {
+  let cause: unknown = error;
+  while (cause instanceof ActivityFailure) cause = cause.cause;
+  return (cause as { message?: unknown } | null)?.message === undefined
+    ? 'token budget exhausted'
+    : String((cause as { message: unknown }).message);
+}
+
 function failureCode(error: unknown): string {
   let cause: unknown = error;
   while (cause instanceof ActivityFailure) cause = cause.cause;

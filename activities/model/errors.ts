@@ -28,6 +28,8 @@ export const ModelErrorCode = {
   badResponse: 'MODEL_BAD_RESPONSE',
   /** The `scripted` provider's script is invalid. */
   scriptInvalid: 'MODEL_SCRIPT_INVALID',
+  /** A token budget (the run's, or the agent's for the day) cannot cover the call: the run ends. */
+  budgetExhausted: 'MODEL_BUDGET_EXHAUSTED',
 } as const;
 export type ModelErrorCode = (typeof ModelErrorCode)[keyof typeof ModelErrorCode];
 
@@ -37,6 +39,7 @@ const NON_RETRYABLE: ReadonlySet<ModelErrorCode> = new Set([
   ModelErrorCode.badRequest,
   ModelErrorCode.contextLength,
   ModelErrorCode.scriptInvalid,
+  ModelErrorCode.budgetExhausted,
 ]);
 
 /** Whether the same request can succeed when retried unchanged. */

@@ -83,6 +83,10 @@ export interface ModelRequest {
   readonly model: ModelConfig;
   readonly messages: readonly ChatMessage[];
   readonly tools: readonly ToolDefinition[];
+  /** Tokens the run may still use (its `maxTokens` budget minus usage); the proxy reserves against it. */
+  readonly runTokensLeft?: number;
+  /** What the turn is for (`plan`, `act`, `summarize`, …): selects the proxy's route. Default `act`. */
+  readonly purpose?: string;
 }
 
 export interface TokenUsage {
