@@ -686,7 +686,7 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
             model: input.model,
             messages,
             tools: offered,
-            runTokensLeft: Math.max(0, input.budgets.maxTokens - usage.inputTokens - usage.outputTokens),
+            runTokenLimit: input.budgets.maxTokens,
           },
         ]);
       } catch (error) {
@@ -709,6 +709,8 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
         finishReason: response.finishReason,
         proposed: response.toolCalls.map((c) => ({ tool: c.tool, rationale: c.rationale })),
         usage: response.usage,
+        // the model proxy's trace id, target and fallback cause, for correlating with traces
+        proxy: (response as { proxy?: unknown }).proxy ?? null,
       });
       messages.push({ role: 'assistant', content: response.content, toolCalls: response.toolCalls });
       if (response.toolCalls.length === 0) return await finish(RunStatus.completed, response.content, null);

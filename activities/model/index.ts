@@ -7,10 +7,15 @@
 import { Context } from '@temporalio/activity';
 import { ModelError, ModelErrorCode, toApplicationFailure } from './errors.ts';
 import { createOpenAICompatibleProvider } from './openai-compatible.ts';
+import { createAnthropicProvider } from './providers/anthropic.ts';
+import { createModelProxy } from './proxy.ts';
+import type { ModelProxyOptions } from './proxy.ts';
 import { createScriptedProvider } from './scripted.ts';
 import type { ModelConfig, ModelProvider, ModelRequest, ModelResponse } from './types.ts';
 
 export type * from './types.ts';
+export { createModelProxy, estimateTokens } from './proxy.ts';
+export type { ModelProxy, ModelProxyOptions, ProxiedResponse, ProxyBudget, ProxyTrace } from './proxy.ts';
 export { isRetryableModelError, ModelError, ModelErrorCode, toApplicationFailure } from './errors.ts';
 export {
   createScriptedProvider,
@@ -31,26 +36,38 @@ export {
 } from './openai-compatible.ts';
 export type { OpenAICompatibleOptions } from './openai-compatible.ts';
 
+/** Provider kinds a run's model config names directly (`routed` goes through the worker's routes). */
+export type DirectProviderKind = Exclude<ModelConfig['provider'], 'routed'>;
+
 /** What {@link createModelActivities} takes; everything defaults to the real thing. */
 export interface ModelActivitiesOptions {
-  /** Replaces the built-in provider of a kind (tests, the model proxy). */
-  readonly providers?: Partial<Record<ModelConfig['provider'], ModelProvider>>;
+  /** Replaces the built-in provider of a kind (tests). */
+  readonly providers?: Partial<Record<DirectProviderKind, ModelProvider>>;
   /** Where `apiKeyEnv` is looked up (default `process.env`). */
   readonly env?: NodeJS.ProcessEnv;
   readonly fetch?: typeof fetch;
+  /** The model proxy's routes, budgets and trace sink; without them every call still passes the proxy. */
+  readonly proxy?: Omit<ModelProxyOptions, 'providers'>;
 }
 
-/** Builds the model activities. */
-export function createModelActivities(options: ModelActivitiesOptions = {}) {
-  const providers: Readonly<Record<ModelConfig['provider'], ModelProvider>> = {
-    scripted: options.providers?.scripted ?? createScriptedProvider(),
-    'openai-compatible':
-      options.providers?.['openai-compatible'] ??
-      createOpenAICompatibleProvider({
-        ...(options.env === undefined ? {} : { env: options.env }),
-        ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
-      }),
+/** The built-in providers by kind. */
+export function builtinProviders(
+  options: Pick<ModelActivitiesOptions, 'providers' | 'env' | 'fetch'> = {},
+): Readonly<Record<DirectProviderKind, ModelProvider>> {
+  const io = {
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
   };
+  return {
+    scripted: options.providers?.scripted ?? createScriptedProvider(),
+    'openai-compatible': options.providers?.['openai-compatible'] ?? createOpenAICompatibleProvider(io),
+    anthropic: options.providers?.anthropic ?? createAnthropicProvider(io),
+  };
+}
+
+/** Builds the model activities: every call passes the model proxy (budgets, routes, traces). */
+export function createModelActivities(options: ModelActivitiesOptions = {}) {
+  const proxy = createModelProxy({ ...options.proxy, providers: builtinProviders(options) });
   return {
     /**
      * Asks the model for its next turn. Throws an `ApplicationFailure` of `type` = a
@@ -59,13 +76,9 @@ export function createModelActivities(options: ModelActivitiesOptions = {}) {
     async callModel(request: ModelRequest): Promise<ModelResponse> {
       try {
         const kind = (request.model as { provider?: unknown } | undefined)?.provider;
-        const provider = Object.hasOwn(providers, String(kind))
-          ? providers[kind as ModelConfig['provider']]
-          : undefined;
-        if (provider === undefined) {
+        if (typeof kind !== 'string')
           throw new ModelError(ModelErrorCode.badRequest, `unknown model provider ${JSON.stringify(kind)}`);
-        }
-        return await provider.complete(request, activitySignal());
+        return await proxy.complete(request, activitySignal());
       } catch (error) {
         if (error instanceof ModelError) throw toApplicationFailure(error);
         throw error;

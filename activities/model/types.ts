@@ -72,6 +72,24 @@ export type ModelConfig =
       readonly maxTokens?: number;
       /** Per-request time limit in ms (default 60 s). */
       readonly timeoutMs?: number;
+    }
+  | {
+      /** Anthropic Messages API with tools. */
+      readonly provider: 'anthropic';
+      /** Default `https://api.anthropic.com`. */
+      readonly baseUrl?: string;
+      readonly model: string;
+      /** Name of the environment variable holding the API key on the worker (default `ANTHROPIC_API_KEY`). */
+      readonly apiKeyEnv?: string;
+      readonly maxTokens?: number;
+      readonly temperature?: number;
+      readonly timeoutMs?: number;
+    }
+  | {
+      /** The worker's routes for this agent (the model proxy's fallback chain); the request's `purpose` picks one. */
+      readonly provider: 'routed';
+      /** Tokens reserved for each completion (default the proxy's). */
+      readonly maxTokens?: number;
     };
 
 /** What `callModel` receives. */
@@ -83,8 +101,8 @@ export interface ModelRequest {
   readonly model: ModelConfig;
   readonly messages: readonly ChatMessage[];
   readonly tools: readonly ToolDefinition[];
-  /** Tokens the run may still use (its `maxTokens` budget minus usage); the proxy reserves against it. */
-  readonly runTokensLeft?: number;
+  /** The run's token budget (`maxTokens`): the proxy reserves each call against what the run has used. */
+  readonly runTokenLimit?: number;
   /** What the turn is for (`plan`, `act`, `summarize`, …): selects the proxy's route. Default `act`. */
   readonly purpose?: string;
 }
