@@ -108,7 +108,10 @@ describe('model proxy', () => {
     await expect(failing.complete({ ...one, runId: 'run-x' })).rejects.toMatchObject({
       code: 'MODEL_SERVER_ERROR',
     });
-    expect(await budget.usage({ agentId: 'support-bot', dayKey: day })).toEqual({ used: ok * 40, reserved: 0 });
+    expect(await budget.usage({ agentId: 'support-bot', dayKey: day })).toEqual({
+      used: ok * 40,
+      reserved: 0,
+    });
   });
 
   it('a run’s own limit is enforced across its calls, with a message saying what is left', async () => {
