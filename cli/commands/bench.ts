@@ -16,6 +16,8 @@ const USAGE = `usage:
   agent-runtime bench approvals [--n N] [--channel operator|slack|email|web] [--json]
       vote → approved tool activity started (goal p50 ≤ 100 ms, p99 ≤ 250 ms); with --channel, through the
       approvals service's real HTTP path (Slack: signed click to Bolt against a local Web API stand-in)
+  agent-runtime bench proxy [--n N] [--json]
+      the model proxy's overhead vs direct calls to the same local stand-in (goal p50 ≤ 1 ms, p99 ≤ 5 ms)
   agent-runtime bench parked [--runs N] [--heap-mb M] [--max-cached N] [--json]
       N runs parked on approval against one agents worker: its RSS, then all approved (goal ≤ 1 GB, 0 lost)
       --heap-mb: the worker's --max-old-space-size (default 640; 0 = Node's default), which also sizes
@@ -114,6 +116,21 @@ const BENCHES: Readonly<Record<string, Bench>> = {
     await benchApprovals({
       channel,
       n: positiveInt('--n', values.n, 50),
+      json: values.json,
+      out: io.stdout,
+      progress: progressTo(io),
+    });
+    return ExitCode.ok;
+  },
+  proxy: async (args, io) => {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: { n: { type: 'string' }, json: { type: 'boolean', default: false } },
+    });
+    const { benchProxy } = await import('../../bench/proxy.ts');
+    await benchProxy({
+      n: positiveInt('--n', values.n, 500),
       json: values.json,
       out: io.stdout,
       progress: progressTo(io),
