@@ -16,6 +16,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   start: async () => (await import('./commands/start.ts')).startCommand,
   run: async () => (await import('./commands/run.ts')).runCommand,
   approvals: async () => (await import('./commands/approvals.ts')).approvalsCommand,
+  traces: async () => (await import('./commands/traces.ts')).tracesCommand,
 };
 
 const USAGE = `agent-runtime: runtime governance for AI agents that act
@@ -33,6 +34,9 @@ commands:
   approvals vote <id> approve|deny --as <principal> [--reason <text>]
                                     sign and cast a vote (the requester cannot approve)
   approvals serve --config <file>   the approvals service (web inbox, email, Slack, approvals worker)
+  traces search "<text>" [--agent] [--run] [--since] [--json]
+                                    search the model proxy's traces (prompts, completions, rationales)
+  traces show <runId> [--step N]    each model turn beside its decisions and results; flags mismatches
   governance validate <file>        check a governance document
   governance explain <file> ...     decide one proposed call and say why
   governance table <file>           print every rule with its tier

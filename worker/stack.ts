@@ -13,7 +13,16 @@ import type { Worker } from '@temporalio/worker';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { fanOut, openAuditFile } from '../activities/audit/index.ts';
 import type { AuditClient, AuditEvent, AuditFile } from '../activities/audit/index.ts';
-import { createModelActivities } from '../activities/model/index.ts';
+import {
+  builtinProviders,
+  createModelActivities,
+  createProviderRouter,
+  toModelTrace,
+} from '../activities/model/index.ts';
+import type { RouterConfigInput } from '../activities/model/routing/index.ts';
+import { openSqliteBudget } from '../activities/model/budget/index.ts';
+import { createRedactor, createTraceWriter, openSqliteTraceStore } from '../activities/model/traces/index.ts';
+import type { RedactionConfig, TraceWriter } from '../activities/model/traces/index.ts';
 import type { NoticeSink } from '../activities/approvals/index.ts';
 import type { AnyToolImplementation } from '../activities/tools/define.ts';
 import { builtinTools } from '../activities/tools/index.ts';
@@ -51,6 +60,14 @@ export interface DevStackOptions {
   readonly onNotice?: NoticeSink;
   /** Every audit event after it is stored. */
   readonly onAudit?: (event: AuditEvent) => void;
+  /** The model proxy: routes for runs whose model is `{ provider: 'routed' }`, daily token limits, redaction. */
+  readonly model?: {
+    readonly routes?: RouterConfigInput;
+    readonly agentDailyTokens?: Readonly<Record<string, number>>;
+    readonly redaction?: RedactionConfig;
+    /** Environment the providers read API keys from (default `process.env`). */
+    readonly env?: NodeJS.ProcessEnv;
+  };
   readonly logger?: TemporalToolsLogger;
 }
 
@@ -62,6 +79,8 @@ export interface DevStack {
   readonly stateDir: string;
   readonly workspace: string;
   readonly auditFile: string;
+  /** The model proxy's trace store (SQLite with FTS5): `agent-runtime traces` reads it. */
+  readonly tracesFile: string;
   /** The audit client every worker of the stack writes through. */
   readonly audit: AuditClient;
   readonly keys: { readonly secretKeyFile: string; readonly publicKeyFile: string };
@@ -130,10 +149,34 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     cleanups.push(() => clientConnection.close());
     const client = new Client({ connection: clientConnection, namespace: server.namespace });
 
+    const tracesFile = join(stateDir, 'traces', 'traces.db');
+    const traceStore = await openSqliteTraceStore({ file: tracesFile });
+    cleanups.push(() => traceStore.close());
+    const writer: TraceWriter = createTraceWriter(traceStore, {
+      redactor: createRedactor(options.model?.redaction),
+      onError: (error, lost) =>
+        options.logger?.warn(`model traces: ${lost} lost: ${(error as Error).message}`),
+    });
+    cleanups.push(() => writer.close());
+    const budget = await openSqliteBudget({ file: join(stateDir, 'model', 'budget.db') });
+    cleanups.push(() => budget.close());
+    const env = options.model?.env;
+    const providers = builtinProviders(env === undefined ? {} : { env });
+    const limits = options.model?.agentDailyTokens ?? {};
+    const modelActivities = createModelActivities({
+      ...(env === undefined ? {} : { env }),
+      proxy: {
+        ...(options.model?.routes ? { router: createProviderRouter(options.model.routes, providers) } : {}),
+        budget,
+        agentDailyTokens: (agentId) => limits[agentId] ?? null,
+        onTrace: (trace) => writer.write(toModelTrace(trace)),
+      },
+    });
+
     const bundle = await bundleAgentWorkflows(options.toolSpecModules ?? []);
     const on = { connection, namespace: server.namespace };
     const workers: Worker[] = [
-      await createAgentsWorker({ ...on, bundle, activities: createModelActivities(), audit }),
+      await createAgentsWorker({ ...on, bundle, activities: modelActivities, audit }),
       await createToolsWorker({
         ...on,
         tools: [
@@ -163,6 +206,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       stateDir,
       workspace,
       auditFile,
+      tracesFile,
       audit,
       keys,
       trustedKeys,

@@ -4,17 +4,20 @@
  * `ApplicationFailure` whose `type` is the code (non-retryable codes are marked so).
  * @module
  */
+import { performance } from 'node:perf_hooks';
 import { Context } from '@temporalio/activity';
 import { ModelError, ModelErrorCode, toApplicationFailure } from './errors.ts';
 import { createOpenAICompatibleProvider } from './openai-compatible.ts';
 import { createAnthropicProvider } from './providers/anthropic.ts';
 import { createModelProxy } from './proxy.ts';
+import { createRouter } from './routing/index.ts';
+import type { ModelRouter, RouterConfigInput } from './routing/index.ts';
 import type { ModelProxyOptions } from './proxy.ts';
 import { createScriptedProvider } from './scripted.ts';
 import type { ModelConfig, ModelProvider, ModelRequest, ModelResponse } from './types.ts';
 
 export type * from './types.ts';
-export { createModelProxy, estimateTokens } from './proxy.ts';
+export { createModelProxy, estimateTokens, toModelTrace } from './proxy.ts';
 export type { ModelProxy, ModelProxyOptions, ProxiedResponse, ProxyBudget, ProxyTrace } from './proxy.ts';
 export { isRetryableModelError, ModelError, ModelErrorCode, toApplicationFailure } from './errors.ts';
 export {
@@ -97,4 +100,27 @@ function activitySignal(): AbortSignal | undefined {
     // called outside an activity (tests, the CLI)
     return undefined;
   }
+}
+
+/**
+ * A router over the built-in providers: each target's `provider` is a run-style model config
+ * (`{ provider: 'openai-compatible', baseUrl, model, … }` or `{ provider: 'anthropic', model, … }`).
+ * Attempt durations use a sub-millisecond clock, since the proxy's overhead is measured against them.
+ */
+export function createProviderRouter(
+  config: RouterConfigInput,
+  providers: Readonly<Record<DirectProviderKind, ModelProvider>>,
+): ModelRouter {
+  return createRouter(config, {
+    resolve: (targetId, target) => {
+      const kind = target.provider['provider'];
+      if (kind !== 'openai-compatible' && kind !== 'anthropic' && kind !== 'scripted')
+        throw new ModelError(
+          ModelErrorCode.badRequest,
+          `route target ${targetId}: provider must be openai-compatible, anthropic or scripted, got ${JSON.stringify(kind)}`,
+        );
+      return { provider: providers[kind], model: target.provider as unknown as ModelConfig };
+    },
+    now: () => performance.timeOrigin + performance.now(),
+  });
 }

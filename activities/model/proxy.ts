@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { ModelError, ModelErrorCode } from './errors.ts';
 import { utcDayKey } from './budget/index.ts';
 import type { ModelRouter, RouteAttempt } from './routing/index.ts';
+import type { ModelTrace } from './traces/index.ts';
 import type { ModelProvider, ModelRequest, ModelResponse } from './types.ts';
 
 /** Outcome of a budget reservation (structurally the budget store's). */
@@ -242,3 +243,43 @@ export function createModelProxy(options: ModelProxyOptions) {
 }
 
 export type ModelProxy = ReturnType<typeof createModelProxy>;
+
+/** The trace record of a proxied call (redaction is the writer's, before anything is stored). */
+export function toModelTrace(trace: ProxyTrace): ModelTrace {
+  return {
+    id: trace.id,
+    ts: trace.ts,
+    agentId: trace.agentId,
+    runId: trace.runId,
+    step: trace.step,
+    route: trace.route,
+    purpose: trace.purpose,
+    target: trace.target,
+    provider: trace.provider,
+    model: trace.model,
+    attempts: trace.attempts.map((a) => ({
+      target: a.target,
+      provider: a.provider,
+      model: a.model,
+      outcome: a.outcome,
+      durationMs: a.durationMs,
+      ...(a.retryAfterMs === undefined ? {} : { retryAfterMs: a.retryAfterMs }),
+      ...(a.skipped === undefined ? {} : { skipped: true }),
+    })),
+    fallbackCause: trace.fallbackCause,
+    messages: trace.request.messages,
+    tools: trace.request.tools,
+    completion: trace.response
+      ? {
+          content: trace.response.content,
+          toolCalls: trace.response.toolCalls,
+          finishReason: trace.response.finishReason,
+        }
+      : null,
+    error: trace.error,
+    usage: trace.response?.usage ?? { inputTokens: 0, outputTokens: 0 },
+    latencyMs: trace.latencyMs,
+    overheadMs: trace.overheadMs,
+    contentCaptured: true,
+  };
+}
