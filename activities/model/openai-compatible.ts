@@ -193,7 +193,8 @@ export function decodeToolName(wire: string, tools: readonly ToolDefinition[]): 
   return toolNameTable(tools).fromWire.get(wire) ?? wire;
 }
 
-function toolNameTable(tools: readonly ToolDefinition[]): ToolNameTable {
+/** Wire name ↔ tool name for the tools of one request; refuses collisions and duplicates. */
+export function toolNameTable(tools: readonly ToolDefinition[]): ToolNameTable {
   const toWire = new Map<string, string>();
   const fromWire = new Map<string, string>();
   for (const tool of tools) {
@@ -215,7 +216,7 @@ function toolNameTable(tools: readonly ToolDefinition[]): ToolNameTable {
 }
 
 /** The wire name of a tool in the history, which may be one the model invented. */
-function historyWireName(name: string, names: ToolNameTable): string {
+export function historyWireName(name: string, names: ToolNameTable): string {
   const known = names.toWire.get(name);
   if (known !== undefined) return known;
   const wire = name
@@ -225,8 +226,9 @@ function historyWireName(name: string, names: ToolNameTable): string {
   return wire === '' ? '_' : wire;
 }
 
-function requestBody(
-  config: OpenAIConfig,
+/** The Chat Completions request body (the streaming call adds its `stream` fields to it). */
+export function requestBody(
+  config: Pick<OpenAIConfig, 'model' | 'maxTokens' | 'temperature'>,
   request: ModelRequest,
   names: ToolNameTable,
 ): Record<string, unknown> {

@@ -7,9 +7,8 @@
  */
 import { z } from 'zod';
 import { ModelError, ModelErrorCode } from '../errors.ts';
-import { decodeToolName, DEFAULT_TIMEOUT_MS, encodeToolName, parseRetryAfter } from '../openai-compatible.ts';
-import type { ChatMessage, ModelConfig, ModelRequest, ModelResponse, ToolDefinition } from '../types.ts';
-import { argsText } from '../usage.ts';
+import { DEFAULT_TIMEOUT_MS, parseRetryAfter, requestBody, toolNameTable } from '../openai-compatible.ts';
+import type { ModelConfig, ModelRequest, ModelResponse, ToolDefinition } from '../types.ts';
 import { hostOf, quote, readApiKey, redactor, zodProblems } from './http.ts';
 import type { ToolNames } from './http.ts';
 
@@ -73,28 +72,8 @@ export function prepareOpenAIStreamCall(
   };
 }
 
-function openAIToolNames(tools: readonly ToolDefinition[]): ToolNames {
-  // checks encodability, collisions and duplicates with the provider's own messages
-  decodeToolName('', tools);
-  const toWire = new Map<string, string>();
-  const fromWire = new Map<string, string>();
-  for (const tool of tools) {
-    const wire = encodeToolName(tool.name);
-    toWire.set(tool.name, wire);
-    fromWire.set(wire, tool.name);
-  }
-  return { toWire, fromWire };
-}
-
-function historyWireName(name: string, names: ToolNames): string {
-  const known = names.toWire.get(name);
-  if (known !== undefined) return known;
-  const wire = name
-    .replaceAll('.', '__')
-    .replace(/[^a-zA-Z0-9_-]/g, '_')
-    .slice(0, 64);
-  return wire === '' ? '_' : wire;
-}
+/** Wire names of the offered tools (the non-streaming provider's own table). */
+const openAIToolNames = (tools: readonly ToolDefinition[]): ToolNames => toolNameTable(tools);
 
 /** The Chat Completions body the non-streaming provider sends. */
 export function openAIRequestBody(
@@ -102,45 +81,7 @@ export function openAIRequestBody(
   request: ModelRequest,
   names: ToolNames,
 ): Record<string, unknown> {
-  const body: Record<string, unknown> = {
-    model: config.model,
-    messages: request.messages.map((message) => wireMessage(message, names)),
-  };
-  if (request.tools.length > 0) {
-    body.tools = request.tools.map((tool) => ({
-      type: 'function',
-      function: {
-        name: names.toWire.get(tool.name),
-        description: tool.description,
-        parameters: tool.parameters,
-      },
-    }));
-    body.tool_choice = 'auto';
-  }
-  if (config.maxTokens !== undefined) body.max_tokens = config.maxTokens;
-  if (config.temperature !== undefined) body.temperature = config.temperature;
-  return body;
-}
-
-function wireMessage(message: ChatMessage, names: ToolNames): Record<string, unknown> {
-  switch (message.role) {
-    case 'system':
-    case 'user':
-      return { role: message.role, content: message.content };
-    case 'assistant': {
-      const out: Record<string, unknown> = { role: 'assistant', content: message.content };
-      if (message.toolCalls.length > 0) {
-        out.tool_calls = message.toolCalls.map((call) => ({
-          id: call.id,
-          type: 'function',
-          function: { name: historyWireName(call.tool, names), arguments: argsText(call.args) },
-        }));
-      }
-      return out;
-    }
-    case 'tool':
-      return { role: 'tool', tool_call_id: message.toolCallId, content: message.content };
-  }
+  return requestBody(config, request, names);
 }
 
 /** JSON arguments; text that is not JSON stays raw, for the gateway to refuse as invalid arguments. */
