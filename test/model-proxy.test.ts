@@ -8,6 +8,9 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenAIStandIn } from '../activities/model/standins/index.ts';
@@ -35,8 +38,23 @@ describe('model proxy in the stack', () => {
   let fallback: StandIn;
   let stack: DevStack;
   let stateDir: string;
+  let collector: Server;
+  const spans: Record<string, unknown>[] = [];
 
   beforeAll(async () => {
+    // an OTLP/HTTP collector: the stack exports every trace there too
+    collector = createServer((req, res) => {
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        const body = JSON.parse(text) as {
+          resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[];
+        };
+        for (const r of body.resourceSpans) for (const s of r.scopeSpans) spans.push(...s.spans);
+        res.writeHead(200).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
     primary = await startOpenAIStandIn();
     fallback = await startOpenAIStandIn();
     stateDir = await mkdtemp(join(tmpdir(), 'ar-model-proxy-'));
@@ -62,6 +80,7 @@ describe('model proxy in the stack', () => {
           retry: { maxAttempts: 2, baseMs: 1, maxMs: 5, jitter: 0 },
         },
         agentDailyTokens: { 'ops-assistant': 1_000_000 },
+        otlpEndpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
       },
     });
   }, 60_000);
@@ -70,6 +89,7 @@ describe('model proxy in the stack', () => {
     await stack?.stop();
     await primary?.close();
     await fallback?.close();
+    await new Promise<void>((resolve) => collector.close(() => resolve()));
   });
 
   it('a call the run’s token budget cannot cover ends the run as budget_exhausted, not a crash', async () => {
@@ -111,7 +131,14 @@ describe('model proxy in the stack', () => {
     // two attempts on the primary per turn (retry), then the fallback
     expect(primary.requests.length).toBe(4);
     expect(fallback.requests.length).toBe(2);
-    await stack.stop(); // flushes the trace writer
+    await stack.stop(); // flushes the trace writers
+    expect(
+      spans.filter((span) =>
+        (span.attributes as { key: string; value: { stringValue?: string } }[]).some(
+          (a) => a.key === 'govern.run.id' && a.value.stringValue === handle.workflowId,
+        ),
+      ),
+    ).toHaveLength(2);
 
     const shown = await cli('traces', 'show', handle.workflowId, '--state-dir', stateDir, '--json');
     expect(shown.stderr).toBe('');

@@ -21,7 +21,12 @@ import {
 } from '../activities/model/index.ts';
 import type { RouterConfigInput } from '../activities/model/routing/index.ts';
 import { openSqliteBudget } from '../activities/model/budget/index.ts';
-import { createRedactor, createTraceWriter, openSqliteTraceStore } from '../activities/model/traces/index.ts';
+import {
+  createOtlpTraceExporter,
+  createRedactor,
+  createTraceWriter,
+  openSqliteTraceStore,
+} from '../activities/model/traces/index.ts';
 import type { RedactionConfig, TraceWriter } from '../activities/model/traces/index.ts';
 import type { NoticeSink } from '../activities/approvals/index.ts';
 import type { AnyToolImplementation } from '../activities/tools/define.ts';
@@ -67,6 +72,8 @@ export interface DevStackOptions {
     readonly redaction?: RedactionConfig;
     /** Environment the providers read API keys from (default `process.env`). */
     readonly env?: NodeJS.ProcessEnv;
+    /** Also export every trace as an OTLP/HTTP span (default `$OTEL_EXPORTER_OTLP_ENDPOINT` when set). */
+    readonly otlpEndpoint?: string;
   };
   readonly logger?: TemporalToolsLogger;
 }
@@ -158,6 +165,15 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         options.logger?.warn(`model traces: ${lost} lost: ${(error as Error).message}`),
     });
     cleanups.push(() => writer.close());
+    const otlpEndpoint = options.model?.otlpEndpoint ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    const otlp: TraceWriter | null = otlpEndpoint
+      ? createTraceWriter(createOtlpTraceExporter({ endpoint: otlpEndpoint }), {
+          redactor: createRedactor(options.model?.redaction),
+          onError: (error, lost) =>
+            options.logger?.warn(`OTLP export: ${lost} lost: ${(error as Error).message}`),
+        })
+      : null;
+    if (otlp) cleanups.push(() => otlp.close());
     const budget = await openSqliteBudget({ file: join(stateDir, 'model', 'budget.db') });
     cleanups.push(() => budget.close());
     const env = options.model?.env;
@@ -169,7 +185,11 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         ...(options.model?.routes ? { router: createProviderRouter(options.model.routes, providers) } : {}),
         budget,
         agentDailyTokens: (agentId) => limits[agentId] ?? null,
-        onTrace: (trace) => writer.write(toModelTrace(trace)),
+        onTrace: (trace) => {
+          const record = toModelTrace(trace);
+          writer.write(record);
+          otlp?.write(record);
+        },
       },
     });
 

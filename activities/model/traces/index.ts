@@ -56,6 +56,8 @@ export type { SqliteTraceStoreOptions } from './sqlite.ts';
 export { DEFAULT_TRACE_SCHEMA, openPostgresTraceStore, POSTGRES_SCHEMA_PATTERN } from './postgres.ts';
 export type { PostgresTraceStoreOptions } from './postgres.ts';
 export { createTraceWriter, DEFAULT_BATCH_SIZE, DEFAULT_MAX_QUEUE } from './writer.ts';
+export { createOtlpTraceExporter, toOtlpSpan } from './otlp.ts';
+export type { OtlpExporterOptions } from './otlp.ts';
 export type { TraceWriter, TraceWriterOptions, TraceWriterStats } from './writer.ts';
 
 /** The `traces.store` section of a configuration. */
