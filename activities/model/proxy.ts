@@ -13,7 +13,7 @@ import { ModelError, ModelErrorCode } from './errors.ts';
 import { utcDayKey } from './budget/index.ts';
 import type { ModelRouter, RouteAttempt } from './routing/index.ts';
 import type { ModelTrace } from './traces/index.ts';
-import type { ModelProvider, ModelRequest, ModelResponse } from './types.ts';
+import type { ModelProvider, ModelRequest, ModelResponse, ProposedCall, TokenUsage } from './types.ts';
 
 /** Outcome of a budget reservation (structurally the budget store's). */
 export type Reservation =
@@ -39,6 +39,17 @@ export interface ProxyBudget {
   reconcile(reservationId: string, actualTokens: number): Promise<unknown>;
   release(reservationId: string): Promise<unknown>;
 }
+
+/** One event of a streamed reply. */
+export type ProxyStreamEvent =
+  | { readonly type: 'text'; readonly delta: string }
+  | { readonly type: 'tool_call'; readonly call: ProposedCall }
+  | { readonly type: 'usage'; readonly usage: TokenUsage }
+  | {
+      readonly type: 'finish';
+      readonly finishReason: ModelResponse['finishReason'];
+      readonly model?: string;
+    };
 
 /** One call as the trace writer receives it (before redaction). */
 export interface ProxyTrace {
@@ -108,7 +119,121 @@ export function createModelProxy(options: ModelProxyOptions) {
   const now = options.now ?? Date.now;
   const newId = options.newId ?? randomUUID;
 
+  /** Reserves `tokens` for the call; null when no budget applies; throws `MODEL_BUDGET_EXHAUSTED`. */
+  const reserveFor = async (request: ModelRequest, tokens: number): Promise<string | null> => {
+    if (!options.budget) return null;
+    const runLimit = request.runTokenLimit ?? null;
+    const agentDailyLimit = options.agentDailyTokens?.(request.agentId) ?? null;
+    if (runLimit === null && agentDailyLimit === null) return null;
+    const result = await options.budget.reserve({
+      runId: request.runId,
+      agentId: request.agentId,
+      dayKey: utcDayKey(now()),
+      tokens,
+      runLimit,
+      agentDailyLimit,
+    });
+    if (result.ok) return result.reservationId;
+    throw new ModelError(
+      ModelErrorCode.budgetExhausted,
+      result.scope === 'run'
+        ? `the run's token budget cannot cover this call (${tokens} tokens needed, ${Math.max(0, result.limit - result.used - result.reserved)} left)`
+        : `agent ${request.agentId}'s token budget for today (${result.limit}) cannot cover this call (${result.used} used, ${result.reserved} reserved, ${tokens} needed)`,
+    );
+  };
+
   return {
+    /**
+     * A streamed call (the endpoint's): reserved like {@link complete}, reconciled with the usage
+     * the stream reports (or released when it failed before any output), and traced with the
+     * assembled completion. `source` produces the events (already routed by the caller).
+     */
+    async *stream(
+      request: ModelRequest,
+      source: () => AsyncIterable<ProxyStreamEvent>,
+    ): AsyncGenerator<ProxyStreamEvent> {
+      const started = performance.now();
+      const traceId = newId();
+      const reserve = estimateTokens(request) + maxTokensOf(request, options.defaultMaxTokens ?? 4_096);
+      const base = { id: traceId, agentId: request.agentId, runId: request.runId, step: request.turn };
+      const record = (
+        response: ModelResponse | null,
+        error: ModelError | null,
+        reservedTokens: number,
+      ): void =>
+        options.onTrace?.({
+          ...base,
+          ts: now(),
+          purpose: request.purpose ?? 'act',
+          route: 'stream',
+          target: response?.provider ?? '',
+          provider: response?.provider ?? '',
+          model: response?.model ?? '',
+          attempts: [],
+          fallbackCause: null,
+          request,
+          response,
+          error: error ? { code: error.code, message: error.message } : null,
+          latencyMs: performance.now() - started,
+          overheadMs: 0,
+          reservedTokens,
+        });
+      let reservationId: string | null;
+      try {
+        reservationId = await reserveFor(request, reserve);
+      } catch (error) {
+        record(null, error as ModelError, 0);
+        throw error;
+      }
+      let content = '';
+      const toolCalls: ProposedCall[] = [];
+      let usage: TokenUsage | null = null;
+      let finishReason: ModelResponse['finishReason'] = 'stop';
+      let model = '';
+      let emitted = false;
+      try {
+        for await (const event of source()) {
+          emitted = true;
+          if (event.type === 'text') content += event.delta;
+          else if (event.type === 'tool_call') toolCalls.push(event.call);
+          else if (event.type === 'usage') usage = event.usage;
+          else {
+            finishReason = event.finishReason;
+            model = event.model ?? model;
+          }
+          yield event;
+        }
+        const used = usage ?? {
+          inputTokens: estimateTokens(request),
+          outputTokens: Math.ceil(content.length / 4),
+        };
+        if (reservationId !== null)
+          await options.budget?.reconcile(reservationId, used.inputTokens + used.outputTokens);
+        record(
+          { content: content || null, toolCalls, finishReason, usage: used, provider: 'stream', model },
+          null,
+          reservationId === null ? 0 : reserve,
+        );
+      } catch (error) {
+        if (reservationId !== null) {
+          // output was produced (and billed upstream): count what the stream showed; else nothing was used
+          if (emitted)
+            await options.budget
+              ?.reconcile(reservationId, estimateTokens(request) + Math.ceil(content.length / 4))
+              .catch(() => undefined);
+          else await options.budget?.release(reservationId).catch(() => undefined);
+        }
+        record(
+          null,
+          error instanceof ModelError
+            ? error
+            : new ModelError(ModelErrorCode.serverError, (error as Error).message),
+          reservationId === null ? 0 : reserve,
+        );
+        throw error;
+      }
+    },
+
     async complete(request: ModelRequest, signal?: AbortSignal): Promise<ProxiedResponse> {
       const started = performance.now();
       const traceId = newId();
@@ -150,30 +275,11 @@ export function createModelProxy(options: ModelProxyOptions) {
         return overheadMs;
       };
 
-      if (options.budget) {
-        const runLimit = request.runTokenLimit ?? null;
-        const agentDailyLimit = options.agentDailyTokens?.(request.agentId) ?? null;
-        if (runLimit !== null || agentDailyLimit !== null) {
-          const result = await options.budget.reserve({
-            runId: request.runId,
-            agentId: request.agentId,
-            dayKey: utcDayKey(now()),
-            tokens: reserve,
-            runLimit,
-            agentDailyLimit,
-          });
-          if (!result.ok) {
-            const error = new ModelError(
-              ModelErrorCode.budgetExhausted,
-              result.scope === 'run'
-                ? `the run's token budget cannot cover this call (${reserve} tokens needed, ${Math.max(0, result.limit - result.used - result.reserved)} left)`
-                : `agent ${request.agentId}'s token budget for today (${result.limit}) cannot cover this call (${result.used} used, ${result.reserved} reserved, ${reserve} needed)`,
-            );
-            trace(null, error);
-            throw error;
-          }
-          reservationId = result.reservationId;
-        }
+      try {
+        reservationId = await reserveFor(request, reserve);
+      } catch (error) {
+        trace(null, error as ModelError);
+        throw error;
       }
 
       try {

@@ -43,38 +43,48 @@ export function createProxyCaller(options: ProxyCallerOptions): GatewayCaller {
     ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
   };
 
+  /** The agent's route, target by target: a target failing before its first event hands over. */
+  async function* routedStream(
+    agentId: string,
+    base: ModelRequest,
+    signal: AbortSignal,
+  ): AsyncGenerator<GatewayStreamEvent> {
+    const router = options.router;
+    if (!router) throw new ModelError(ModelErrorCode.badRequest, 'streaming needs routes on the gateway');
+    const { targets } = router.route(agentId);
+    let last: ModelError | null = null;
+    for (const targetId of targets) {
+      const target = router.config.targets[targetId];
+      if (!target) continue;
+      const model = target.provider as unknown as ModelConfig;
+      const call = { ...base, model };
+      const events: AsyncIterable<ModelStreamEvent> =
+        model.provider === 'anthropic'
+          ? streamAnthropic(call, { ...io, signal })
+          : streamOpenAICompatible(call, { ...io, signal });
+      let emitted = false;
+      try {
+        for await (const event of events) {
+          emitted = true;
+          yield event;
+        }
+        return;
+      } catch (error) {
+        // after output there is no clean way back: the endpoint ends the stream with the error
+        if (emitted || !(error instanceof ModelError)) throw error;
+        last = error;
+        if (!error.retryable && error.code !== ModelErrorCode.contextLength) throw error;
+      }
+    }
+    throw last ?? new ModelError(ModelErrorCode.badRequest, `no route target for agent ${agentId}`);
+  }
+
   return {
     complete: (agentId, request, signal) => options.proxy.complete(toRequest(agentId, request), signal),
-    stream: async function* (agentId, request, signal): AsyncGenerator<GatewayStreamEvent> {
-      const router = options.router;
-      if (!router) throw new ModelError(ModelErrorCode.badRequest, 'streaming needs routes on the gateway');
+    stream: (agentId, request, signal) => {
       const base = toRequest(agentId, request);
-      const { targets } = router.route(agentId);
-      let last: ModelError | null = null;
-      for (const targetId of targets) {
-        const target = router.config.targets[targetId];
-        if (!target) continue;
-        const model = target.provider as unknown as ModelConfig;
-        const call = { ...base, model };
-        const events: AsyncIterable<ModelStreamEvent> =
-          model.provider === 'anthropic'
-            ? streamAnthropic(call, { ...io, signal })
-            : streamOpenAICompatible(call, { ...io, signal });
-        let emitted = false;
-        try {
-          for await (const event of events) {
-            emitted = true;
-            yield event.type === 'finish' ? { type: 'finish', finishReason: event.finishReason } : event;
-          }
-          return;
-        } catch (error) {
-          // after output there is no clean way back: the endpoint ends the stream with the error
-          if (emitted || !(error instanceof ModelError)) throw error;
-          last = error;
-          if (!error.retryable && error.code !== ModelErrorCode.contextLength) throw error;
-        }
-      }
-      throw last ?? new ModelError(ModelErrorCode.badRequest, `no route target for agent ${agentId}`);
+      // budgets and the trace wrap the routed stream
+      return options.proxy.stream(base, () => routedStream(agentId, base, signal));
     },
   };
 }

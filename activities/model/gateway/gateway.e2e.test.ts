@@ -93,6 +93,13 @@ describe('gateway over the proxy', () => {
       .map((c) => c.choices[0]?.delta?.content ?? '')
       .join('');
     expect(content).toBe('Streaming from the fallback.');
+    // streamed calls are traced too, with the assembled completion
+    expect(traces.at(-1)).toMatchObject({
+      agentId: 'support-bot',
+      route: 'stream',
+      response: { content: 'Streaming from the fallback.' },
+      error: null,
+    });
   });
 
   it('a stream broken after output ends with an explicit error event, never [DONE], and no fallback', async () => {
@@ -108,5 +115,10 @@ describe('gateway over the proxy', () => {
       finish_reason: 'error',
     });
     expect(fallback.requests.length).toBe(before);
+    expect(traces.at(-1)).toMatchObject({
+      route: 'stream',
+      response: null,
+      error: { code: 'MODEL_SERVER_ERROR' },
+    });
   });
 });
