@@ -118,11 +118,12 @@ describe('dev --demo with a vote from another process', () => {
     expect(stdout).toMatch(
       /Running workflows +http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\?query=/,
     );
+    // the notice (from the approvals worker) can print before the run's progress reaches the wait
+    await waitForOutput(/│ rule write-config needs 1 of: bob, dana/);
     expect(stdout).toMatch(/step 1 +fs\.list \/workspace\/docs +→ autonomous \(read-workspace\) +executed/);
     expect(stdout).toMatch(
       /step 3 +fs\.write \/workspace\/runbooks\/restart\.md +→ preapproved \(write-docs\) +executed/,
     );
-    await waitForOutput(/│ rule write-config needs 1 of: bob, dana/);
   });
 
   test('approvals list --json shows the pending approval', async () => {
