@@ -78,9 +78,12 @@ describe('model proxy in the stack', () => {
           targets: { primary: target(primary, 'gpt-primary'), fallback: target(fallback, 'gpt-fallback') },
           routes: [{ targets: ['primary', 'fallback'] }],
           retry: { maxAttempts: 2, baseMs: 1, maxMs: 5, jitter: 0 },
+          // every failure here is injected: keep the breaker out of the counts
+          breaker: { failureThreshold: 50 },
         },
         agentDailyTokens: { 'ops-assistant': 1_000_000 },
         otlpEndpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+        gateway: { keys: [{ agentId: 'ops-assistant', key: 'sk-ar-ops-test' }] },
       },
     });
   }, 60_000);
@@ -109,6 +112,25 @@ describe('model proxy in the stack', () => {
     expect(primary.requests).toHaveLength(0); // refused before any model was asked
   }, 30_000);
 
+  it('agents outside agent-runtime reach the same routes through the OpenAI-compatible endpoint', async () => {
+    primary.failNext('server_error', 2);
+    fallback.reply({ text: 'Answered through the gateway.' });
+    const res = await fetch(`${stack.gatewayUrl}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-ar-ops-test', 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'any', messages: [{ role: 'user', content: 'ping' }] }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { choices: { message: { content: string } }[] };
+    expect(body.choices[0]?.message.content).toBe('Answered through the gateway.');
+    const refused = await fetch(`${stack.gatewayUrl}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-wrong', 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(refused.status).toBe(401);
+  }, 30_000);
+
   it('a failing primary target: the run completes on the fallback, visible in traces show and search', async () => {
     primary.failNext('server_error', 100);
     fallback.reply(
@@ -128,9 +150,9 @@ describe('model proxy in the stack', () => {
     const result = await handle.result();
     expect(result.status).toBe('completed');
     expect(result.answer).toBe('The workspace holds the docs and config folders.');
-    // two attempts on the primary per turn (retry), then the fallback
-    expect(primary.requests.length).toBe(4);
-    expect(fallback.requests.length).toBe(2);
+    // two attempts on the primary per turn (retry), then the fallback (the gateway test made 2 + 1 before)
+    expect(primary.requests.length).toBe(2 + 4);
+    expect(fallback.requests.length).toBe(1 + 2);
     await stack.stop(); // flushes the trace writers
     expect(
       spans.filter((span) =>

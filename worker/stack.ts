@@ -13,12 +13,19 @@ import type { Worker } from '@temporalio/worker';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { fanOut, openAuditFile } from '../activities/audit/index.ts';
 import type { AuditClient, AuditEvent, AuditFile } from '../activities/audit/index.ts';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   builtinProviders,
   createModelActivities,
+  createModelProxy,
   createProviderRouter,
   toModelTrace,
 } from '../activities/model/index.ts';
+import type { ProxyTrace } from '../activities/model/index.ts';
+import { createProxyCaller } from '../activities/model/gateway/caller.ts';
+import { createModelGateway } from '../activities/model/gateway/server.ts';
 import type { RouterConfigInput } from '../activities/model/routing/index.ts';
 import { openSqliteBudget } from '../activities/model/budget/index.ts';
 import {
@@ -74,6 +81,11 @@ export interface DevStackOptions {
     readonly env?: NodeJS.ProcessEnv;
     /** Also export every trace as an OTLP/HTTP span (default `$OTEL_EXPORTER_OTLP_ENDPOINT` when set). */
     readonly otlpEndpoint?: string;
+    /** Serve the OpenAI-compatible endpoint (`/v1/chat/completions`) on 127.0.0.1 for these agents' keys. */
+    readonly gateway?: {
+      readonly port?: number;
+      readonly keys: readonly { readonly agentId: string; readonly key: string }[];
+    };
   };
   readonly logger?: TemporalToolsLogger;
 }
@@ -88,6 +100,8 @@ export interface DevStack {
   readonly auditFile: string;
   /** The model proxy's trace store (SQLite with FTS5): `agent-runtime traces` reads it. */
   readonly tracesFile: string;
+  /** The OpenAI-compatible endpoint's base URL (`…/v1`), when it was asked for. */
+  readonly gatewayUrl: string | undefined;
   /** The audit client every worker of the stack writes through. */
   readonly audit: AuditClient;
   readonly keys: { readonly secretKeyFile: string; readonly publicKeyFile: string };
@@ -179,19 +193,49 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const env = options.model?.env;
     const providers = builtinProviders(env === undefined ? {} : { env });
     const limits = options.model?.agentDailyTokens ?? {};
+    const router = options.model?.routes ? createProviderRouter(options.model.routes, providers) : undefined;
+    const proxyOptions = {
+      ...(router ? { router } : {}),
+      budget,
+      agentDailyTokens: (agentId: string) => limits[agentId] ?? null,
+      onTrace: (trace: ProxyTrace) => {
+        const record = toModelTrace(trace);
+        writer.write(record);
+        otlp?.write(record);
+      },
+    };
     const modelActivities = createModelActivities({
       ...(env === undefined ? {} : { env }),
-      proxy: {
-        ...(options.model?.routes ? { router: createProviderRouter(options.model.routes, providers) } : {}),
-        budget,
-        agentDailyTokens: (agentId) => limits[agentId] ?? null,
-        onTrace: (trace) => {
-          const record = toModelTrace(trace);
-          writer.write(record);
-          otlp?.write(record);
-        },
-      },
+      proxy: proxyOptions,
     });
+    let gatewayUrl: string | undefined;
+    if (options.model?.gateway) {
+      const gateway = createServer(
+        createModelGateway({
+          keys: options.model.gateway.keys.map((k) => ({
+            agentId: k.agentId,
+            keySha256: createHash('sha256').update(k.key).digest('hex'),
+          })),
+          caller: createProxyCaller({
+            proxy: createModelProxy({ ...proxyOptions, providers }),
+            ...(router ? { router } : {}),
+            ...(env === undefined ? {} : { env }),
+          }),
+        }),
+      );
+      await new Promise<void>((resolve, reject) => {
+        gateway.once('error', reject);
+        gateway.listen(options.model?.gateway?.port ?? 0, '127.0.0.1', () => resolve());
+      });
+      gatewayUrl = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}/v1`;
+      cleanups.push(
+        () =>
+          new Promise<void>((resolve) => {
+            gateway.closeAllConnections();
+            gateway.close(() => resolve());
+          }),
+      );
+    }
 
     const bundle = await bundleAgentWorkflows(options.toolSpecModules ?? []);
     const on = { connection, namespace: server.namespace };
@@ -227,6 +271,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       workspace,
       auditFile,
       tracesFile,
+      gatewayUrl,
       audit,
       keys,
       trustedKeys,

@@ -35,6 +35,8 @@ const USAGE = `usage:
       --port, --ui-port  Temporal gRPC and Web UI ports (default 7233, 8233)
       --approvals-port   the approvals service: web inbox, email review pages, Slack (default 8288; 0 = any)
       --governance       a governance document the approvals service trusts (repeatable; default: examples/*)
+      --model-routes F   the model proxy's routes (YAML): runs with model { provider: routed } use them, and the
+                         OpenAI-compatible endpoint starts on --model-gateway-port (default 8290; 0 = any)
       --demo             run the ops-staging example with a scripted model and follow it
       --exit-when-done   exit once started (with --demo: once the run ended; exit 0 if it completed)
       --json             one JSON object per line instead of text
@@ -49,6 +51,9 @@ export interface DevOptions {
   readonly port: number;
   readonly uiPort: number;
   readonly approvalsPort: number;
+  /** The model proxy's routes file; with it the OpenAI-compatible endpoint starts too. */
+  readonly modelRoutes?: string;
+  readonly modelGatewayPort?: number;
   /** Governance files the approvals service trusts (empty: the examples). */
   readonly governance: readonly string[];
   readonly demo: boolean;
@@ -83,6 +88,8 @@ export const devCommand: Command = async (argv, io) => {
       'ui-port': { type: 'string' },
       'approvals-port': { type: 'string' },
       governance: { type: 'string', multiple: true },
+      'model-routes': { type: 'string' },
+      'model-gateway-port': { type: 'string' },
       demo: { type: 'boolean', default: false },
       'exit-when-done': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -95,6 +102,8 @@ export const devCommand: Command = async (argv, io) => {
       uiPort: parsePort('--ui-port', values['ui-port'], 8233, USAGE),
       approvalsPort: parsePort('--approvals-port', values['approvals-port'], 8288, USAGE, true),
       governance: (values.governance ?? []).map((file) => resolve(file)),
+      ...(values['model-routes'] === undefined ? {} : { modelRoutes: resolve(values['model-routes']) }),
+      modelGatewayPort: parsePort('--model-gateway-port', values['model-gateway-port'], 8290, USAGE, true),
       demo: values.demo,
       exitWhenDone: values['exit-when-done'],
       json: values.json,
@@ -166,7 +175,9 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
     say(`Starting Temporal and the workers (state in ${options.stateDir})…`);
     let voteOptions: string[] = [];
     try {
+      const model = options.modelRoutes ? await modelOptions(options, root) : undefined;
       stack = await startDevStack({
+        ...(model ? { model } : {}),
         stateDir: options.stateDir,
         port: options.port,
         uiPort: options.uiPort,
@@ -333,6 +344,13 @@ function printReady(
     ['State', stack.stateDir],
     ['Workspace', `${stack.workspace} (the agent's /workspace)`],
     ['Audit log', stack.auditFile],
+    ['Model traces', `${stack.tracesFile} (npx agent-runtime traces search|show)`],
+    [
+      'Model gateway',
+      stack.gatewayUrl === undefined
+        ? 'not started (give --model-routes <file>)'
+        : `${stack.gatewayUrl} (OpenAI-compatible; agent keys in ${join(stack.stateDir, 'model', 'gateway-keys.json')})`,
+    ],
     ['Vote public key', stack.keys.publicKeyFile],
     ...(billing
       ? [
@@ -434,4 +452,22 @@ async function deliverNotice(
 async function billingSpecs(specModule: string): Promise<readonly AnyToolSpec[]> {
   const loaded = (await import(specModule)) as { toolSpecs?: readonly AnyToolSpec[] };
   return loaded.toolSpecs ?? [];
+}
+
+/** The model proxy's routes (from `--model-routes`) and a gateway key per trusted agent, kept 0600 in the state dir. */
+async function modelOptions(options: DevOptions, root: string) {
+  const { parse } = await import('yaml');
+  const { readFile, writeFile, mkdir } = await import('node:fs/promises');
+  const { randomBytes } = await import('node:crypto');
+  const { loadTrustedGovernance } = await import('../../approval-channels/core/directory.ts');
+  const { parseRouterConfig } = await import('../../activities/model/routing/index.ts');
+  // validated here, so a bad routes file is one clear error before anything starts
+  const routes = parseRouterConfig(parse(await readFile(options.modelRoutes!, 'utf8')));
+  const files = options.governance.length > 0 ? options.governance : exampleGovernanceFiles(root);
+  const agents = [...new Set((await loadTrustedGovernance(files)).versions().map((v) => v.agentId))];
+  const keys = agents.map((agentId) => ({ agentId, key: `sk-ar-${randomBytes(24).toString('base64url')}` }));
+  const keyFile = join(options.stateDir, 'model', 'gateway-keys.json');
+  await mkdir(dirname(keyFile), { recursive: true, mode: 0o700 });
+  await writeFile(keyFile, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
+  return { routes, gateway: { port: options.modelGatewayPort ?? 8290, keys } };
 }
