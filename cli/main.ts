@@ -17,6 +17,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   run: async () => (await import('./commands/run.ts')).runCommand,
   approvals: async () => (await import('./commands/approvals.ts')).approvalsCommand,
   traces: async () => (await import('./commands/traces.ts')).tracesCommand,
+  audit: async () => (await import('./commands/audit.ts')).auditCommand,
 };
 
 const USAGE = `agent-runtime: runtime governance for AI agents that act
@@ -37,6 +38,7 @@ commands:
   traces search "<text>" [--agent] [--run] [--since] [--json]
                                     search the model proxy's traces (prompts, completions, rationales)
   traces show <runId> [--step N]    each model turn beside its decisions and results; flags mismatches
+  audit verify|tail|search          the hash-chained audit log (verify names the first broken record)
   governance validate <file>        check a governance document
   governance explain <file> ...     decide one proposed call and say why
   governance table <file>           print every rule with its tier

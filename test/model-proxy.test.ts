@@ -210,3 +210,47 @@ describe('model proxy in the stack', () => {
     );
   }, 60_000);
 });
+
+describe('the hash-chained audit of the same stack', () => {
+  it('audit verify passes on what the runs wrote, and names the first record a tamperer edited or deleted', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'ar-audit-chain-'));
+    const stack = await startDevStack({
+      stateDir,
+      inMemory: true,
+      port: await findFreePort(),
+      uiPort: await findFreePort(),
+    });
+    try {
+      const handle = await startAgentRun(stack.client, {
+        governance: await loadGovernance(OPS_GOVERNANCE),
+        task: 'look around',
+        requestedBy: 'carol',
+        model: {
+          provider: 'scripted',
+          turns: [{ calls: [{ tool: 'fs.list', args: { path: '/workspace' } }] }, { final: 'done' }],
+        },
+        trustedKeys: stack.trustedKeys,
+      });
+      expect((await handle.result()).status).toBe('completed');
+    } finally {
+      await stack.stop();
+    }
+    const ok = await cli('audit', 'verify', '--state-dir', stateDir, '--json');
+    const verdict = JSON.parse(ok.stdout) as { ok: boolean; count: number };
+    expect(verdict.ok).toBe(true);
+    expect(verdict.count).toBeGreaterThanOrEqual(6); // run.started, model.call ×2, decision, execution ×2, run.finished
+    const tail = await cli('audit', 'tail', '-n', '3', '--state-dir', stateDir);
+    expect(tail.stdout).toMatch(/run\.finished/);
+
+    // a tamperer with write access to the database edits one record, then deletes another
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(join(stateDir, 'audit', 'chain.db'));
+    db.prepare(`UPDATE audit_records SET attrs = '{"tier":"autonomous","forged":true}' WHERE seq = 3`).run();
+    const edited = await cli('audit', 'verify', '--state-dir', stateDir);
+    expect(edited).toMatchObject({ code: 1, stdout: 'BROKEN at seq 3: edited\n' });
+    db.prepare(`DELETE FROM audit_records WHERE seq IN (2, 3)`).run();
+    db.close();
+    const deleted = await cli('audit', 'verify', '--state-dir', stateDir);
+    expect(deleted).toMatchObject({ code: 1, stdout: 'BROKEN at seq 4: broken_link\n' });
+  }, 60_000);
+});

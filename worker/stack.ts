@@ -11,7 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import type { Worker } from '@temporalio/worker';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import { fanOut, openAuditFile } from '../activities/audit/index.ts';
+import { openAuditFile } from '../activities/audit/index.ts';
 import type { AuditClient, AuditEvent, AuditFile } from '../activities/audit/index.ts';
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -39,9 +39,11 @@ import type { NoticeSink } from '../activities/approvals/index.ts';
 import type { AnyToolImplementation } from '../activities/tools/define.ts';
 import { builtinTools } from '../activities/tools/index.ts';
 import type { HttpRequestToolConfig } from '../activities/tools/http.ts';
+import { ed25519Signer, openSqliteAuditStore } from '../audit/index.ts';
 import {
   initSigningKey,
   loadPublicKeys,
+  loadSecretKey,
   PUBLIC_KEY_FILE,
   SECRET_KEY_FILE,
 } from '../approval-channels/keys.ts';
@@ -154,15 +156,34 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const auditFile = join(stateDir, 'audit', 'audit.jsonl');
     const file: AuditFile = await openAuditFile(auditFile, { repairTruncatedTail: true });
     cleanups.push(() => file.close());
-    const audit: AuditClient = options.onAudit
-      ? {
-          append: async (event) => {
-            const stored = await file.append(event);
-            options.onAudit?.(stored);
-            return stored;
-          },
+    // the hash-chained, checkpointed copy (`agent-runtime audit verify`), signed with its own key
+    const auditKeyDir = join(stateDir, 'keys', 'audit');
+    if (!existsSync(join(auditKeyDir, SECRET_KEY_FILE))) await initSigningKey(auditKeyDir);
+    const chain = await openSqliteAuditStore({
+      file: join(stateDir, 'audit', 'chain.db'),
+      autoCheckpoint: {
+        signer: ed25519Signer((await loadSecretKey(join(auditKeyDir, SECRET_KEY_FILE))).secretKey),
+        everyAppends: 100,
+        everySeconds: 10,
+      },
+      onError: (error) => options.logger?.warn(`audit chain: ${(error as Error).message}`),
+    });
+    cleanups.push(() => chain.close());
+    const chained = new Set<number>();
+    const audit: AuditClient = {
+      append: async (event) => {
+        const stored = await file.append(event);
+        // the file sink answers a duplicate (a retried workflow task) with the stored event: chain it once
+        if (!chained.has(stored.seq)) {
+          chained.add(stored.seq);
+          if (chained.size > 10_000) chained.delete(chained.values().next().value as number);
+          const { id: _id, ...input } = event;
+          await chain.append('default', input);
         }
-      : fanOut(file);
+        options.onAudit?.(stored);
+        return stored;
+      },
+    };
 
     const connection = await NativeConnection.connect({ address: server.address });
     cleanups.push(() => connection.close());
