@@ -225,10 +225,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         otlp?.write(record);
       },
     };
-    const modelActivities = createModelActivities({
-      ...(env === undefined ? {} : { env }),
-      proxy: proxyOptions,
-    });
+    // one set of providers for the model step, the routes and the endpoint
+    const modelActivities = createModelActivities({ providers, proxy: proxyOptions });
     let gatewayUrl: string | undefined;
     if (options.model?.gateway) {
       const gateway = createServer(
