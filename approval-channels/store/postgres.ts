@@ -5,6 +5,7 @@
  * request row (`FOR SHARE`) for a vote.
  * @module
  */
+import { inTransaction, jsonAsText, migrateSchema } from '../../db/postgres.ts';
 import pg from 'pg';
 import type { PoolClient, QueryResultRow } from 'pg';
 import { AgentRuntimeError } from '../../policy/index.ts';
@@ -164,59 +165,17 @@ function migrations(s: string): readonly string[] {
 
 const ph = (position: number): string => `$${position}`;
 
-/** JSON comes back as text (parsed by the shared row mapping); the pool's own parsers stay global-free. */
-function typeParsers(): pg.TypeOverrides {
-  const types = new pg.TypeOverrides();
-  types.setTypeParser(pg.types.builtins.JSON, (text: string) => text);
-  types.setTypeParser(pg.types.builtins.JSONB, (text: string) => text);
-  return types;
-}
-
-async function inTransaction<T>(pool: pg.Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackError) {
-      broken = rollbackError instanceof Error ? rollbackError : new Error(messageOf(rollbackError));
-    }
-    throw error;
-  } finally {
-    client.release(broken);
-  }
-}
-
-async function migrate(pool: pg.Pool, schema: string): Promise<void> {
-  const s = `"${schema}"`;
-  const steps = migrations(s);
-  await inTransaction(pool, async (client) => {
-    // several service processes may start at once
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`agent-runtime-approvals:${schema}`]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${s}.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
-    );
-    const result = await client.query<{ version: number | null }>(
-      `SELECT max(version) AS version FROM ${s}.migrations`,
-    );
-    const version = result.rows[0]?.version ?? 0;
-    if (version > steps.length) {
-      throw new ApprovalStoreError(
+/** Creates the schema and applies the migrations it lacks. */
+function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  return migrateSchema(pool, {
+    schema,
+    lockName: 'agent-runtime-approvals',
+    steps: migrations(`"${schema}"`),
+    tooNew: (version, known) =>
+      new ApprovalStoreError(
         ApprovalStoreErrorCode.schemaTooNew,
-        `approval store: schema ${schema} is at version ${version}; this agent-runtime knows ${steps.length}`,
-      );
-    }
-    for (const [index, step] of steps.entries()) {
-      if (index < version) continue;
-      await client.query(step);
-      await client.query(`INSERT INTO ${s}.migrations (version) VALUES ($1)`, [index + 1]);
-    }
+        `approval store: schema ${schema} is at version ${version}; this agent-runtime knows ${known}`,
+      ),
   });
 }
 
@@ -233,7 +192,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     connectionString: options.connectionString,
     max: POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    types: typeParsers(),
+    types: jsonAsText(),
   });
   // an idle client losing its connection must not crash the service; the next query reconnects
   pool.on('error', () => {});

@@ -10,6 +10,7 @@
  * `SKIP LOCKED`, so a reserve never waits on a reservation row (no deadlock with a reconcile).
  * @module
  */
+import { inTransaction, migrateSchema } from '../../../db/postgres.ts';
 import pg from 'pg';
 import type { PoolClient } from 'pg';
 import { AgentRuntimeError } from '../../../policy/errors.ts';
@@ -78,50 +79,17 @@ function migrations(s: string): readonly string[] {
 
 type Queryable = Pick<pg.Pool, 'query'> | PoolClient;
 
-async function inTransaction<T>(pool: pg.Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackError) {
-      broken = rollbackError instanceof Error ? rollbackError : new Error(messageOf(rollbackError));
-    }
-    throw error;
-  } finally {
-    client.release(broken);
-  }
-}
-
-async function migrate(pool: pg.Pool, schema: string): Promise<void> {
-  const s = `"${schema}"`;
-  const steps = migrations(s);
-  await inTransaction(pool, async (client) => {
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`agent-runtime-budget:${schema}`]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${s}.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
-    );
-    const result = await client.query<{ version: number | null }>(
-      `SELECT max(version) AS version FROM ${s}.migrations`,
-    );
-    const version = result.rows[0]?.version ?? 0;
-    if (version > steps.length) {
-      throw new BudgetError(
+/** Creates the schema and applies the migrations it lacks. */
+function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  return migrateSchema(pool, {
+    schema,
+    lockName: 'agent-runtime-budget',
+    steps: migrations(`"${schema}"`),
+    tooNew: (version, known) =>
+      new BudgetError(
         BudgetErrorCode.schemaTooNew,
-        `token budget: schema ${schema} is at version ${version}; this agent-runtime knows ${steps.length}`,
-      );
-    }
-    for (const [index, step] of steps.entries()) {
-      if (index < version) continue;
-      await client.query(step);
-      await client.query(`INSERT INTO ${s}.migrations (version) VALUES ($1)`, [index + 1]);
-    }
+        `token budget: schema ${schema} is at version ${version}; this agent-runtime knows ${known}`,
+      ),
   });
 }
 

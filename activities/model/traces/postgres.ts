@@ -5,6 +5,7 @@
  * migrated on open under an advisory lock.
  * @module
  */
+import { inTransaction, jsonAsText, migrateSchema } from '../../../db/postgres.ts';
 import pg from 'pg';
 import type { PoolClient } from 'pg';
 import { AgentRuntimeError } from '../../../policy/errors.ts';
@@ -57,58 +58,17 @@ function migrations(s: string): readonly string[] {
   ];
 }
 
-/** jsonb comes back as text and is parsed (and validated) by `traceFromJson`. */
-function typeParsers(): pg.TypeOverrides {
-  const types = new pg.TypeOverrides();
-  types.setTypeParser(pg.types.builtins.JSONB, (text: string) => text);
-  types.setTypeParser(pg.types.builtins.JSON, (text: string) => text);
-  return types;
-}
-
-async function inTransaction<T>(pool: pg.Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackError) {
-      broken = rollbackError instanceof Error ? rollbackError : new Error(messageOf(rollbackError));
-    }
-    throw error;
-  } finally {
-    client.release(broken);
-  }
-}
-
-async function migrate(pool: pg.Pool, schema: string): Promise<void> {
-  const s = `"${schema}"`;
-  const steps = migrations(s);
-  await inTransaction(pool, async (client) => {
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`agent-runtime-traces:${schema}`]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS ${s}.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
-    );
-    const result = await client.query<{ version: number | null }>(
-      `SELECT max(version) AS version FROM ${s}.migrations`,
-    );
-    const version = result.rows[0]?.version ?? 0;
-    if (version > steps.length) {
-      throw new TraceStoreError(
+/** Creates the schema and applies the migrations it lacks. */
+function migrate(pool: pg.Pool, schema: string): Promise<void> {
+  return migrateSchema(pool, {
+    schema,
+    lockName: 'agent-runtime-traces',
+    steps: migrations(`"${schema}"`),
+    tooNew: (version, known) =>
+      new TraceStoreError(
         TraceErrorCode.schemaTooNew,
-        `trace store: schema ${schema} is at version ${version}; this agent-runtime knows ${steps.length}`,
-      );
-    }
-    for (const [index, step] of steps.entries()) {
-      if (index < version) continue;
-      await client.query(step);
-      await client.query(`INSERT INTO ${s}.migrations (version) VALUES ($1)`, [index + 1]);
-    }
+        `trace store: schema ${schema} is at version ${version}; this agent-runtime knows ${known}`,
+      ),
   });
 }
 
@@ -124,7 +84,7 @@ export async function openPostgresTraceStore(options: PostgresTraceStoreOptions)
     connectionString: options.connectionString,
     max: POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    types: typeParsers(),
+    types: jsonAsText(),
   });
   // an idle client losing its connection must not crash the process; the next query reconnects
   pool.on('error', () => {});
