@@ -5,8 +5,7 @@
  * file still produce one chain per stream.
  * @module
  */
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { createPrivateFile, immediateTransaction } from '../db/sqlite.ts';
 import { DatabaseSync } from 'node:sqlite';
 import type { StatementSync } from 'node:sqlite';
 import { AgentRuntimeError } from '../policy/errors.ts';
@@ -116,15 +115,7 @@ class Connection {
   }
 
   transaction<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = fn();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw error;
-    }
+    return immediateTransaction(this.#db, fn);
   }
 
   close(): void {
@@ -168,9 +159,7 @@ export async function openSqliteAuditStore(options: SqliteAuditStoreOptions): Pr
   let db: Connection;
   try {
     if (!memory) {
-      mkdirSync(dirname(resolve(file)), { recursive: true, mode: 0o700 });
-      closeSync(openSync(file, 'a', 0o600));
-      chmodSync(file, 0o600);
+      createPrivateFile(file);
     }
     raw = new DatabaseSync(file);
     db = prepareDatabase(raw, memory);

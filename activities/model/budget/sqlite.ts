@@ -6,8 +6,7 @@
  * migrations table, so the file may hold other tables too.
  * @module
  */
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { createPrivateFile, immediateTransaction } from '../../../db/sqlite.ts';
 import { DatabaseSync } from 'node:sqlite';
 import type { SQLInputValue, StatementSync } from 'node:sqlite';
 import { AgentRuntimeError } from '../../../policy/errors.ts';
@@ -95,15 +94,7 @@ class Connection {
   }
 
   transaction<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = fn();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw error;
-    }
+    return immediateTransaction(this.#db, fn);
   }
 
   close(): void {
@@ -134,9 +125,7 @@ function migrate(db: Connection): void {
 function openDatabase(file: string): Connection {
   const memory = file === ':memory:';
   if (!memory) {
-    mkdirSync(dirname(resolve(file)), { recursive: true, mode: 0o700 });
-    closeSync(openSync(file, 'a', 0o600));
-    chmodSync(file, 0o600);
+    createPrivateFile(file);
   }
   const db = new Connection(new DatabaseSync(file));
   try {
