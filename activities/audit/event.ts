@@ -18,6 +18,7 @@ const AUDIT_SOURCES = {
   cli: 'cli',
   model: 'model',
   observer: 'observer',
+  aggregator: 'aggregator',
 } as const satisfies { readonly [K in AuditSource]: K };
 
 /** Longest agent, run or id string accepted. */

@@ -6,7 +6,7 @@
  */
 
 /** Who wrote the event. */
-export type AuditSource = 'workflow' | 'guard' | 'approvals' | 'cli' | 'model' | 'observer';
+export type AuditSource = 'workflow' | 'guard' | 'approvals' | 'cli' | 'model' | 'observer' | 'aggregator';
 
 /** Kinds of events; stable strings (audit queries and the observer match on them). */
 export const AuditKind = {
@@ -34,6 +34,13 @@ export const AuditKind = {
   toolsUnfrozen: 'tools.unfrozen',
   policyUpdated: 'policy.updated',
   policyUpdateRefused: 'policy.update_refused',
+  /** A signed, approved governance change and what it declares (opens the observer's learning window). */
+  governanceChange: 'governance.change',
+  /** The aggregator saw a writer's own sequence skip: events lost between that writer and the aggregator. */
+  auditGap: 'audit.gap',
+  observerFinding: 'observer.finding',
+  observerIntervention: 'observer.intervention',
+  observerInterventionLifted: 'observer.intervention_lifted',
 } as const;
 export type AuditKind = (typeof AuditKind)[keyof typeof AuditKind];
 
