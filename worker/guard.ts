@@ -7,6 +7,7 @@
  * is a non-retryable `ApplicationFailure` whose `type` is a stable code, and is audited.
  * @module
  */
+import { summarizeContent } from '../activities/tools/content-signals.ts';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Context } from '@temporalio/activity';
 import type { ActivityInboundCallsInterceptor, ActivityInterceptorsFactory } from '@temporalio/worker';
@@ -301,7 +302,9 @@ export function executionGuard(options: ExecutionGuardOptions): ActivityIntercep
               ok: result.ok,
               replayed: false,
               attempt: info.attempt,
-              ...(raw.ok ? {} : { code: raw.code, detail: (raw as { detail?: string }).detail ?? null }),
+              ...(raw.ok
+                ? { content: summarizeContent(raw.output) }
+                : { code: raw.code, detail: (raw as { detail?: string }).detail ?? null }),
             },
           });
           return result;

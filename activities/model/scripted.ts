@@ -16,6 +16,7 @@
  * @module
  */
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isMap, isSeq, isScalar, LineCounter, parseDocument } from 'yaml';
 import type { Node as YamlNode } from 'yaml';
 import { z } from 'zod';
@@ -58,6 +59,8 @@ const TurnSchema = z
     calls: z.array(CallSchema).min(1).optional(),
     final: z.string().optional(),
     usage: UsageSchema.optional(),
+    /** Simulated model latency before the turn is answered (a real model thinks for seconds). */
+    thinkMs: z.int().min(0).max(60_000).optional(),
   })
   .superRefine((turn, ctx) => {
     if (turn.calls !== undefined && turn.final !== undefined) {
@@ -78,7 +81,7 @@ export const ScriptSchema = z.strictObject({ turns: z.array(TurnSchema).min(1) }
 
 const ALLOWED_KEYS: Readonly<Record<string, readonly string[]>> = {
   '': ['turns'],
-  turns: ['say', 'calls', 'final', 'usage'],
+  turns: ['say', 'calls', 'final', 'usage', 'thinkMs'],
   calls: ['tool', 'args', 'rationale'],
   usage: ['inputTokens', 'outputTokens'],
 };
@@ -176,6 +179,7 @@ function freezeTurn(turn: z.infer<typeof TurnSchema>): ScriptedTurn {
     calls?: NonNullable<ScriptedTurn['calls']>;
     final?: string;
     usage?: NonNullable<ScriptedTurn['usage']>;
+    thinkMs?: number;
   } = {};
   if (turn.say !== undefined) out.say = turn.say;
   if (turn.calls !== undefined) {
@@ -191,6 +195,7 @@ function freezeTurn(turn: z.infer<typeof TurnSchema>): ScriptedTurn {
   }
   if (turn.final !== undefined) out.final = turn.final;
   if (turn.usage !== undefined) out.usage = Object.freeze({ ...turn.usage });
+  if (turn.thinkMs !== undefined) out.thinkMs = turn.thinkMs;
   return Object.freeze(out);
 }
 
@@ -273,15 +278,19 @@ function deepFreeze<T>(value: T): T {
 export function createScriptedProvider(): ModelProvider {
   return Object.freeze({
     name: 'scripted',
-    complete: (request: ModelRequest, signal?: AbortSignal): Promise<ModelResponse> => {
-      try {
-        signal?.throwIfAborted();
-        return Promise.resolve(playScript(request));
-      } catch (error) {
-        return Promise.reject(error as Error);
-      }
+    complete: async (request: ModelRequest, signal?: AbortSignal): Promise<ModelResponse> => {
+      signal?.throwIfAborted();
+      const response = playScript(request);
+      const thinkMs = scriptedTurnAt(request)?.thinkMs ?? 0;
+      if (thinkMs > 0) await sleep(thinkMs, undefined, signal ? { signal } : {});
+      return response;
     },
   });
+}
+
+function scriptedTurnAt(request: ModelRequest): ScriptedTurn | undefined {
+  if (request.model.provider !== 'scripted') return undefined;
+  return validateTurns(request.model.turns)[countAssistantTurns(request.messages)];
 }
 
 /** The reply the script gives to `request`: `turns[n]`, n = assistant messages so far. Pure. */

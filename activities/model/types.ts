@@ -52,6 +52,8 @@ export interface ScriptedTurn {
   readonly final?: string;
   /** Token usage to report for this turn (default: a count derived from the text). */
   readonly usage?: { readonly inputTokens: number; readonly outputTokens: number };
+  /** Simulated model latency in ms before this turn is answered (tests and demos). */
+  readonly thinkMs?: number;
 }
 
 /** Which provider answers and how. JSON-serialisable: it travels in workflow input. */
