@@ -96,7 +96,7 @@ describe('parseScript', () => {
       script.yaml:7: turns[1].calls: expected at least 1 item, got 0 items
       script.yaml:8: turns[2]: expected "calls" (a non-empty list) or "final"
       script.yaml:9: turns[3].final: expected a string, got number 1
-      script.yaml:10: turns[3].extra: unknown key "extra" (expected one of: say, calls, final, usage)
+      script.yaml:10: turns[3].extra: unknown key "extra" (expected one of: say, calls, final, usage, thinkMs)
       script.yaml:11: turns[3].usage.inputTokens: expected an integer, got number 1.5
       script.yaml:11: turns[3].usage.outputTokens: expected at least 0, got number -1
       script.yaml:12: turns[4].say: "say" goes with "calls"; a final turn gives its text in "final""
@@ -251,5 +251,20 @@ describe('scripted provider', () => {
     const controller = new AbortController();
     controller.abort(new Error('cancelled'));
     await expect(provider.complete(request(turns, [user]), controller.signal)).rejects.toThrow('cancelled');
+  });
+});
+
+describe('thinkMs', () => {
+  it('a turn with thinkMs answers after that long; a validated script rejects a negative one', async () => {
+    const provider = createScriptedProvider();
+    const turns = validateTurns([{ calls: [{ tool: 'fs.read', args: {} }], thinkMs: 120 }]);
+    const started = performance.now();
+    await provider.complete({
+      model: { provider: 'scripted', turns },
+      messages: [{ role: 'user', content: 'go' }],
+      tools: [],
+    } as never);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(110);
+    expect(() => validateTurns([{ final: 'x', thinkMs: -1 }])).toThrow(/thinkMs: expected at least 0/);
   });
 });
