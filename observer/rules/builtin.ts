@@ -154,6 +154,24 @@ export const BUILTIN_RULES_YAML = String.raw`
       - { kind: decision, step: 3, after: 11m, attrs: { tool: email.send, tier: preapproved } }
       - { kind: decision, step: 4, run: run-2, attrs: { tool: http.request, tier: preapproved, args: { method: POST } } }
 
+# (d) planted instructions in tool output: the run goes conservative before it can act on them
+- id: injected-instructions-in-tool-output
+  description: A tool result whose content carries prompt-injection signals (override instructions, fake role markers, exfiltration requests).
+  severity: high
+  mode: enforce
+  match:
+    and:
+      - { field: kind, eq: execution.result }
+      - { field: attrs.ok, eq: true }
+      - { field: attrs.content.signals.0, exists: true }
+  intervene: { action: conservative, ttl: 1h }
+  fixtures:
+    positive:
+      - { kind: execution.result, step: 1, attrs: { tool: http.request, ok: true, content: { sha256: ab, chars: 900, signals: [override_instructions, exfiltration] } } }
+    negative:
+      - { kind: execution.result, step: 1, attrs: { tool: http.request, ok: true, content: { sha256: ab, chars: 900, signals: [] } } }
+      - { kind: execution.result, step: 2, attrs: { tool: http.request, ok: false, code: HTTP_STATUS } }
+
 # (e) tool rate off the agent's baseline
 - id: tool-rate-off-baseline
   description: A tool executed at more than 3 times the agent's baseline rate for its policy version (5-minute window).
