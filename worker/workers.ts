@@ -19,6 +19,8 @@ import { idempotencyKeyFor, TaskQueue } from '../workflows/run-types.ts';
 import type { ToolCallInput } from '../workflows/run-types.ts';
 import { EXECUTE_TOOL, executionGuard } from './guard.ts';
 import { fileJournal } from './journal.ts';
+import { leaseActivities, NO_OBSERVER_LEASE, staticLeaseSource } from './lease.ts';
+import type { LeaseSource } from './lease.ts';
 import type { ExecutionJournal } from './journal.ts';
 import { auditSinks } from './sinks.ts';
 
@@ -34,6 +36,11 @@ export interface AgentsWorkerOptions extends WorkerConnection {
   /** The model step (`createModelActivities()`), plus anything else the workflows call on this queue. */
   readonly activities: object;
   readonly audit: AuditClient;
+  /**
+   * The observer heartbeat lease (a `createLeaseWatcher`), answered by the `observerLease` activity
+   * to runs with `requireObserverLease`. Without one that activity answers "no lease".
+   */
+  readonly lease?: LeaseSource;
   /** 0 forces a replay on every task (tests of replay safety). */
   readonly maxCachedWorkflows?: number;
   readonly identity?: string;
@@ -46,7 +53,10 @@ export function createAgentsWorker(options: AgentsWorkerOptions): Promise<Worker
     namespace: options.namespace,
     taskQueue: options.taskQueue ?? TaskQueue.agents,
     workflowBundle: options.bundle,
-    activities: options.activities,
+    activities: {
+      ...options.activities,
+      ...leaseActivities(options.lease ?? staticLeaseSource(NO_OBSERVER_LEASE)),
+    },
     sinks: auditSinks(options.audit),
     ...(options.maxCachedWorkflows === undefined ? {} : { maxCachedWorkflows: options.maxCachedWorkflows }),
     ...(options.identity === undefined ? {} : { identity: options.identity }),

@@ -7,6 +7,10 @@
  * Run control (Updates, each with a validator): `setPosture`, `freezeTools`, `unfreezeTools`,
  * `updatePolicy` (applied at the next action boundary). Query `status`. Cancelling the workflow
  * revokes the run.
+ *
+ * With `options.requireObserverLease` every action boundary first asks the `observerLease` local
+ * activity whether the observer's heartbeat lease is valid: a `normal` run without one turns
+ * `conservative`, and turns back once the lease is valid again unless an Update set the posture since.
  * @module
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
@@ -21,7 +25,9 @@ import {
   defineQuery,
   defineUpdate,
   isCancellation,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   startChild,
@@ -51,6 +57,7 @@ import { systemPrompt, toolDefinition } from './prompt.ts';
 import { workflowToolCatalog } from './tool-catalog.ts';
 import {
   approvalWorkflowIdFor,
+  PostureCause,
   RunStatus,
   TaskQueue,
   type AgentRunInput,
@@ -58,6 +65,8 @@ import {
   type CarriedRunState,
   type ControlRequest,
   type DecisionRecord,
+  type ObserverLeaseActivities,
+  type ObserverLeaseStatus,
   type PinnedPolicy,
   type RunUsage,
   type RunView,
@@ -101,6 +110,11 @@ export const updatePolicyUpdate = defineUpdate<
 
 const RECENT_DECISIONS = 20;
 
+/** The `patched` id guarding the observer lease check (histories of older code have no marker). */
+export const OBSERVER_LEASE_PATCH = 'observer-lease';
+/** `by` of the posture changes the observer lease check makes. */
+export const OBSERVER_LEASE_BY = 'observer-lease';
+
 export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunResult> {
   const info = workflowInfo();
   const runId = info.workflowId;
@@ -118,6 +132,12 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
     taskQueue: toolQueue,
     startToCloseTimeout: input.options?.toolTimeoutMs ?? 5 * 60_000,
     retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 10 },
+  });
+  const requireLease = input.options?.requireObserverLease === true;
+  // the worker answers from memory; a failure after two attempts counts as no lease
+  const { observerLease } = proxyLocalActivities<ObserverLeaseActivities>({
+    startToCloseTimeout: '2s',
+    retry: { initialInterval: '100ms', maximumAttempts: 2 },
   });
 
   // --- start: the pinned policy, the requester's authority ----------------------------------
@@ -142,6 +162,8 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
   if (carried) policy = pinPolicy(carried.policy, input.agentId);
   let pendingPolicy: (PinnedPolicy & { by: string }) | null = null;
   let posture: Posture = carried?.posture ?? Posture.normal;
+  let postureCause: PostureCause | null = carried?.postureCause ?? null;
+  let lease: ObserverLeaseStatus | null = null;
   let frozenTools: string[] = [...(carried?.frozenTools ?? [])];
   const used: Record<string, number> = { ...carried?.used };
   let usage: RunUsage = carried?.usage ?? { steps: 0, modelTurns: 0, inputTokens: 0, outputTokens: 0 };
@@ -172,13 +194,15 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
     usage,
     budgets: input.budgets,
     generation,
+    postureCause,
+    observerLease: lease,
   });
   const showDetails = (): void => {
     const budgets = input.budgets;
     setCurrentDetails(
       [
         `**State**: ${state}${pendingApproval ? ` (approval for step ${pendingApproval.step}: ${pendingApproval.tool})` : ''}`,
-        `**Posture**: ${posture}${frozenTools.length ? ` · frozen: ${frozenTools.join(', ')}` : ''}`,
+        `**Posture**: ${posture}${postureCause === PostureCause.observerLease ? ' (observer lease)' : ''}${frozenTools.length ? ` · frozen: ${frozenTools.join(', ')}` : ''}`,
         `**Usage**: ${usage.steps}/${budgets.maxSteps} steps · ${usage.inputTokens + usage.outputTokens}/${budgets.maxTokens} tokens · ${usage.modelTurns} model turns`,
         `**Policy**: ${pinned.policyVersion.slice(0, 12)}${pendingPolicy ? ` (next: ${pendingPolicy.policyVersion.slice(0, 12)})` : ''}`,
       ].join('\n\n'),
@@ -191,21 +215,19 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
     if (state === 'finished')
       throw ApplicationFailure.create({ type: RunErrorCode.runFinished, message: 'the run has finished' });
   };
+  const changePosture = (next: Posture, by: string, reason: string | null): void => {
+    if (next === posture) return;
+    emit(AuditKind.postureChanged, null, { from: posture, to: next, by, reason });
+    posture = next;
+    showDetails();
+  };
   setHandler(statusQuery, view);
   setHandler(
     setPostureUpdate,
     (request) => {
-      const next = request.posture as Posture;
-      if (next !== posture) {
-        emit(AuditKind.postureChanged, null, {
-          from: posture,
-          to: next,
-          by: request.by,
-          reason: request.reason ?? null,
-        });
-        posture = next;
-        showDetails();
-      }
+      // an operator's (or the observer's) posture is theirs, even when it matches: the lease never undoes it
+      postureCause = PostureCause.control;
+      changePosture(request.posture as Posture, request.by, request.reason ?? null);
       return posture;
     },
     {
@@ -312,6 +334,39 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
   };
   // handlers change the posture between awaits; a function keeps the compiler from narrowing it
   const isRevoked = (): boolean => posture === Posture.revoked;
+  /** The observer lease check of an action boundary: no valid lease → conservative, until it is back. */
+  const checkObserverLease = async (): Promise<void> => {
+    let missing: string;
+    try {
+      const answer = await observerLease();
+      lease = {
+        valid: answer?.valid === true,
+        expiresAt: typeof answer?.expiresAt === 'string' ? answer.expiresAt : null,
+        holder: typeof answer?.holder === 'string' ? answer.holder : null,
+        checkedAt: typeof answer?.checkedAt === 'string' ? answer.checkedAt : null,
+      };
+      missing = lease.expiresAt === null ? 'no lease' : `lease expired at ${lease.expiresAt}`;
+    } catch (error) {
+      if (isCancellation(error)) throw error;
+      lease = { valid: false, expiresAt: null, holder: null, checkedAt: null };
+      missing = `lease check failed: ${failureMessage(error, 'the observerLease activity failed').slice(0, 200)}`;
+    }
+    if (!lease.valid && posture === Posture.normal) {
+      changePosture(Posture.conservative, OBSERVER_LEASE_BY, `observer heartbeat missing (${missing})`);
+      postureCause = PostureCause.observerLease;
+    } else if (
+      lease.valid &&
+      posture === Posture.conservative &&
+      postureCause === PostureCause.observerLease
+    ) {
+      changePosture(
+        Posture.normal,
+        OBSERVER_LEASE_BY,
+        `observer heartbeat back (lease valid until ${lease.expiresAt ?? '?'})`,
+      );
+    }
+    showDetails();
+  };
   const record = (entry: DecisionRecord): void => {
     recent.push(entry);
     while (recent.length > RECENT_DECISIONS) recent.shift();
@@ -356,6 +411,9 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
 
   /** Runs one proposed call through the gate; returns what the model is told. */
   const act = async (call: ProposedCall, step: number): Promise<unknown> => {
+    // the check precedes the decision; the re-decide after an approval edit needs none (that action
+    // is approval-tier already and the lease only moves between normal and conservative)
+    if (requireLease && patched(OBSERVER_LEASE_PATCH)) await checkObserverLease();
     applyPendingPolicy();
     const decision: Decision = decide(
       policy,
@@ -669,6 +727,7 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
           recentDecisions: recent,
           startedAtMs,
           generation: generation + 1,
+          ...(postureCause === null ? {} : { postureCause }),
         };
         return await continueAsNew<typeof agentRunWorkflow>({ ...input, carried: next });
       }
@@ -692,7 +751,11 @@ export async function agentRunWorkflow(input: AgentRunInput): Promise<AgentRunRe
       } catch (error) {
         // the model proxy refused the call: a token budget (run or agent per day) is spent
         if (failureCode(error) === MODEL_BUDGET_EXHAUSTED)
-          return await finish(RunStatus.budgetExhausted, null, failureMessage(error));
+          return await finish(
+            RunStatus.budgetExhausted,
+            null,
+            failureMessage(error, 'token budget exhausted'),
+          );
         throw error;
       }
       turnsThisGeneration += 1;
@@ -800,11 +863,12 @@ function checkControl(request: ControlRequest): void {
 /** The model proxy's refusal when a token budget is spent (`activities/model`'s `ModelErrorCode.budgetExhausted`). */
 const MODEL_BUDGET_EXHAUSTED = 'MODEL_BUDGET_EXHAUSTED';
 
-function failureMessage(error: unknown): string {
+/** The message of a failed activity's cause, or `fallback`. */
+function failureMessage(error: unknown, fallback: string): string {
   let cause: unknown = error;
   while (cause instanceof ActivityFailure) cause = cause.cause;
   return (cause as { message?: unknown } | null)?.message === undefined
-    ? 'token budget exhausted'
+    ? fallback
     : String((cause as { message: unknown }).message);
 }
 

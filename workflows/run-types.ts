@@ -70,6 +70,35 @@ export interface CarriedRunState {
   readonly startedAtMs: number;
   /** Continue-as-new generations so far. */
   readonly generation: number;
+  /** What set the current posture (absent in states carried by older code: none). */
+  readonly postureCause?: PostureCause | null;
+}
+
+/**
+ * What set a run's current posture: the observer lease check (`observer-lease`, undone by the
+ * lease when it is valid again) or a run-control Update (`control`, never undone by the lease).
+ */
+export const PostureCause = {
+  observerLease: 'observer-lease',
+  control: 'control',
+} as const;
+export type PostureCause = (typeof PostureCause)[keyof typeof PostureCause];
+
+/** The observer heartbeat lease as the agents worker last saw it (activity `observerLease`). */
+export interface ObserverLeaseStatus {
+  /** True iff the last lease fetched expires after the worker's clock. */
+  readonly valid: boolean;
+  /** ISO-8601 expiry of the last lease fetched, or null (none fetched, or the aggregator has none). */
+  readonly expiresAt: string | null;
+  /** Who holds the lease, or null. */
+  readonly holder: string | null;
+  /** ISO-8601 time the aggregator last answered, or null. */
+  readonly checkedAt: string | null;
+}
+
+/** The local activity the AgentRun workflow calls at each action boundary when the run requires the lease. */
+export interface ObserverLeaseActivities {
+  observerLease(): Promise<ObserverLeaseStatus>;
 }
 
 /** Input of the AgentRun workflow. */
@@ -91,6 +120,11 @@ export interface AgentRunInput {
     readonly toolTimeoutMs?: number;
     /** Largest tool output fed back to the model, in characters (default 16,000). */
     readonly maxToolOutputChars?: number;
+    /**
+     * Check the observer heartbeat lease before every decision (default false): without a valid
+     * lease a `normal` run turns `conservative` until the lease is valid again.
+     */
+    readonly requireObserverLease?: boolean;
   };
   /** Set by continue-as-new only. */
   readonly carried?: CarriedRunState;
@@ -135,6 +169,10 @@ export interface RunView {
   readonly usage: RunUsage;
   readonly budgets: RunBudgets;
   readonly generation: number;
+  /** What set the current posture; null while it is the starting one. */
+  readonly postureCause: PostureCause | null;
+  /** The observer lease at the last action boundary (null when the run does not require it or has not checked yet). */
+  readonly observerLease: ObserverLeaseStatus | null;
 }
 
 /** Who asks for a run-control change, for the audit record (not an authentication). */
