@@ -38,3 +38,51 @@ export type {
 } from './rules/engine.ts';
 export { BUILTIN_RULES_YAML, builtinRules } from './rules/builtin.ts';
 export { FIXTURE_EPOCH, expandFixture, runEvents, runFixtures } from './rules/fixtures.ts';
+export {
+  BASELINE_SNAPSHOT_VERSION,
+  BaselineMetric,
+  DEFAULT_BASELINE_LIMITS,
+  ObserverStateError,
+  ObserverStateErrorCode,
+  createBaselineLearner,
+} from './baselines.ts';
+export type {
+  BaselineLearner,
+  BaselineLearnerOptions,
+  BaselineLimits,
+  BaselineSnapshot,
+  BaselineStats,
+} from './baselines.ts';
+export { FS_TOOL_PREFIX, HTTP_TOOL_PREFIX, directoryOf, eventSubjects, hostOf } from './subjects.ts';
+export type { EventSubjects } from './subjects.ts';
+export {
+  GOVERNANCE_CHANGE_DOMAIN,
+  GovernanceChangeError,
+  GovernanceChangeRefusal,
+  GovernanceChangeSchema,
+  MAX_CLOCK_SKEW_MS,
+  MAX_LEARNING_WINDOW_MS,
+  governanceChangeEvent,
+  governanceChangeSigningBytes,
+  learningWindowMs,
+  parseGovernanceChange,
+  signGovernanceChange,
+  verifyGovernanceChange,
+} from './governance-change.ts';
+export type { GovernanceChange, GovernanceChangeCheck, SignedGovernanceChange } from './governance-change.ts';
+export {
+  Classification,
+  DEFAULT_LEARNING_LIMITS,
+  LEARNING_SNAPSHOT_VERSION,
+  createLearningWindows,
+  isDeclared,
+} from './learning.ts';
+export type {
+  GovernanceChangeReceipt,
+  LearningLimits,
+  LearningSnapshot,
+  LearningWindow,
+  LearningWindows,
+  LearningWindowsOptions,
+  PolicyAppliedOutcome,
+} from './learning.ts';

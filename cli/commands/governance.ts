@@ -1,11 +1,22 @@
 /**
- * `agent-runtime governance validate|explain|table`.
+ * `agent-runtime governance validate|explain|table|approve-change|verify-change`.
  * @module
  */
+import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { loadPublicKeys, loadSecretKey } from '../../approval-channels/keys.ts';
 import {
+  GovernanceChangeSchema,
+  learningWindowMs,
+  signGovernanceChange,
+  verifyGovernanceChange,
+} from '../../observer/governance-change.ts';
+import type { GovernanceChange } from '../../observer/governance-change.ts';
+import {
+  AgentRuntimeError,
   compilePolicy,
   decide,
+  formatPath,
   formatProblem,
   parseGovernance,
   POSTURES,
@@ -28,7 +39,12 @@ const USAGE = `usage:
   agent-runtime governance explain <file> --tool <name> [--resource <r>] [--args '<json>']
       [--director <principalId>] [--posture normal|conservative|revoked] [--frozen <tool,...>]
       [--used '<json ruleId→count>'] [--json]
-  agent-runtime governance table <file>`;
+  agent-runtime governance table <file>
+  agent-runtime governance approve-change [--agent <id>] (--from <version> | --from-file <old.yaml>)
+      (--to <version> | --to-file <new.yaml>) [--declare-tools a,b] [--declare-dirs /x,/y]
+      [--declare-hosts h1,h2] --reason <text> --as <principal> [--as <principal> ...]
+      --key <secret key file> [--window 72h] [--out <file>]
+  agent-runtime governance verify-change <file> --trust <public key file> [--trust <file> ...]`;
 
 /** Loads a document from disk, printing every problem on failure. */
 export async function loadOrReport(file: string, io: CliIo): Promise<LoadedGovernance | undefined> {
@@ -48,10 +64,22 @@ export const governanceCommand: Command = async (argv, io) => {
       return explain(rest, io);
     case 'table':
       return table(rest, io);
+    case 'approve-change':
+      return approveChange(rest, io);
+    case 'verify-change':
+      return verifyChange(rest, io);
     default:
       throw new UsageError(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`, USAGE);
   }
 };
+
+/** `a, b,,c` → `['a', 'b', 'c']`; `undefined` when the option was not given. */
+function commaList(value: string | undefined): string[] | undefined {
+  return value
+    ?.split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+}
 
 function singleFile(positionals: readonly string[]): string {
   if (positionals.length !== 1)
@@ -119,13 +147,7 @@ async function explain(argv: readonly string[], io: CliIo): Promise<number> {
       USAGE,
     );
   }
-  const frozenTools =
-    values.frozen === undefined
-      ? []
-      : values.frozen
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean);
+  const frozenTools = commaList(values.frozen) ?? [];
   const decision = decide(
     policy,
     {
@@ -252,4 +274,141 @@ export function printDecisionTable(policy: CompiledPolicy, io: CliIo): void {
     policy.defaultAction.approval ? describeApproval(policy.defaultAction.approval) : '',
   ]);
   println(io.stdout, renderTable(['RULE', 'TOOL', 'RESOURCES', 'WHEN', 'TIER', 'REQUIRES'], rows));
+}
+
+/** The command-line option each manifest field comes from, for error messages. */
+const CHANGE_OPTIONS: Readonly<Record<string, string>> = {
+  agent: '--agent',
+  fromVersion: '--from',
+  toVersion: '--to',
+  tools: '--declare-tools',
+  directories: '--declare-dirs',
+  hosts: '--declare-hosts',
+  declares: '--declare-tools/--declare-dirs/--declare-hosts',
+  reason: '--reason',
+  approvedBy: '--as',
+  learningWindow: '--window',
+};
+
+/** One side of the change: `--from V` or `--from-file F` (the policyVersion of F, and its agent id). */
+async function versionFrom(
+  side: 'from' | 'to',
+  version: string | undefined,
+  file: string | undefined,
+  io: CliIo,
+): Promise<{ version: string; agent?: string } | undefined> {
+  if ((version === undefined) === (file === undefined))
+    throw new UsageError(`give exactly one of --${side} and --${side}-file`, USAGE);
+  if (version !== undefined) return { version };
+  const loaded = await loadOrReport(file!, io);
+  if (!loaded) return undefined;
+  return { version: loaded.policyVersion, agent: loaded.document.identity.id };
+}
+
+async function approveChange(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args: [...argv],
+    allowPositionals: false,
+    strict: true,
+    options: {
+      agent: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      'from-file': { type: 'string' },
+      'to-file': { type: 'string' },
+      'declare-tools': { type: 'string' },
+      'declare-dirs': { type: 'string' },
+      'declare-hosts': { type: 'string' },
+      reason: { type: 'string' },
+      as: { type: 'string', multiple: true },
+      key: { type: 'string' },
+      window: { type: 'string', default: '72h' },
+      out: { type: 'string' },
+    },
+  });
+  if (values.key === undefined) throw new UsageError('--key is required', USAGE);
+  if (values.reason === undefined) throw new UsageError('--reason is required', USAGE);
+  if (values.as === undefined) throw new UsageError('--as is required (once per approver)', USAGE);
+  const from = await versionFrom('from', values.from, values['from-file'], io);
+  const to = await versionFrom('to', values.to, values['to-file'], io);
+  if (!from || !to) return ExitCode.failed;
+  const agents = new Set([values.agent, from.agent, to.agent].filter((a) => a !== undefined));
+  if (agents.size === 0) throw new UsageError('--agent is required (or give --from-file/--to-file)', USAGE);
+  if (agents.size > 1)
+    throw new UsageError(
+      `--agent and the governance files name different agents: ${[...agents].join(', ')}`,
+      USAGE,
+    );
+  const tools = commaList(values['declare-tools']);
+  const directories = commaList(values['declare-dirs']);
+  const hosts = commaList(values['declare-hosts']);
+  const parsed = GovernanceChangeSchema.safeParse({
+    agent: [...agents][0]!,
+    fromVersion: from.version,
+    toVersion: to.version,
+    declares: {
+      ...(tools === undefined ? {} : { tools }),
+      ...(directories === undefined ? {} : { directories }),
+      ...(hosts === undefined ? {} : { hosts }),
+    },
+    reason: values.reason,
+    approvedBy: values.as,
+    approvedAt: new Date().toISOString(),
+    learningWindow: values.window,
+  } satisfies GovernanceChange);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = [...issue.path].reverse().find((p) => typeof p === 'string' && p in CHANGE_OPTIONS);
+    const option = field === undefined ? formatPath(issue.path) : CHANGE_OPTIONS[field as string]!;
+    const index = issue.path.find((p) => typeof p === 'number');
+    throw new UsageError(`${option}${index === undefined ? '' : `[${index}]`}: ${issue.message}`, USAGE);
+  }
+  const { keyId, secretKey } = await loadSecretKey(values.key);
+  const signed = signGovernanceChange(parsed.data, secretKey, keyId);
+  const text = `${JSON.stringify(signed, null, 2)}\n`;
+  if (values.out === undefined) {
+    io.stdout.write(text);
+  } else {
+    await writeFile(values.out, text);
+    println(
+      io.stdout,
+      `${values.out}: change for ${signed.change.agent} ${signed.change.fromVersion} → ${signed.change.toVersion}, signed by ${keyId}`,
+    );
+  }
+  return ExitCode.ok;
+}
+
+async function verifyChange(argv: readonly string[], io: CliIo): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    strict: true,
+    options: { trust: { type: 'string', multiple: true } },
+  });
+  const file = singleFile(positionals);
+  if (values.trust === undefined) throw new UsageError('--trust is required', USAGE);
+  const text = await readTextFile(file);
+  let signed: unknown;
+  try {
+    signed = JSON.parse(text);
+  } catch (error) {
+    throw new AgentRuntimeError('CLI_JSON_INVALID', `${file}: not valid JSON (${(error as Error).message})`);
+  }
+  const check = verifyGovernanceChange(signed, await loadPublicKeys(values.trust), { nowMs: Date.now() });
+  if (!check.ok) {
+    println(io.stderr, `${file}: ${check.code}: ${check.message}`);
+    return ExitCode.failed;
+  }
+  const { change } = check;
+  const endsAt = new Date(Date.parse(change.approvedAt) + learningWindowMs(change)).toISOString();
+  const declared = Object.entries(change.declares)
+    .map(([kind, list]) => `${kind} ${(list ?? []).join(', ')}`)
+    .join('; ');
+  println(io.stdout, `${file}: valid: agent ${change.agent}, ${change.fromVersion} → ${change.toVersion}`);
+  println(
+    io.stdout,
+    `signed by ${check.keyId}, approved by ${change.approvedBy.join(', ')} at ${change.approvedAt}`,
+  );
+  println(io.stdout, `learning window ${change.learningWindow} (until ${endsAt}); declares ${declared}`);
+  return ExitCode.ok;
 }
