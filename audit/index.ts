@@ -36,6 +36,36 @@ export type {
 } from './chain.ts';
 export { AuditStoreError, AuditStoreErrorCode } from './errors.ts';
 export {
+  AUDIT_EXPORT_FORMAT,
+  AuditExportError,
+  AuditExportErrorCode,
+  exportAuditStream,
+  parseAuditExport,
+  verifyAuditExport,
+} from './export.ts';
+export type { AuditExportHeader, ParsedAuditExport } from './export.ts';
+export {
+  AuditAggregatorError,
+  AuditAggregatorErrorCode,
+  DEFAULT_DEDUPE_WINDOW,
+  DEFAULT_KEEPALIVE_MS,
+  MAX_BODY_BYTES,
+  MAX_EVENTS_PER_POST,
+  MAX_LEASE_TTL_MS,
+  WRITABLE_SOURCES,
+  startAuditAggregator,
+  tokenSha256,
+} from './server.ts';
+export type {
+  AggregatorToken,
+  AppendedRef,
+  AuditAggregator,
+  AuditAggregatorOptions,
+  AuditLease,
+} from './server.ts';
+export { createAuditAggregatorClient } from './client.ts';
+export type { AuditAggregatorClient, AuditAggregatorClientOptions, AuditSubscribeOptions } from './client.ts';
+export {
   AUDIT_POSTGRES_SCHEMA_PATTERN,
   DEFAULT_AUDIT_POSTGRES_SCHEMA,
   openPostgresAuditStore,
