@@ -47,6 +47,17 @@ export const ApprovalsServiceConfigSchema = z.strictObject({
   store: StoreConfig,
   /** Append-only audit file of this service (approval attempts and deliveries); omitted = none. */
   auditFile: z.string().min(1).optional(),
+  /** The audit aggregator every event also goes to (token: a writer of source `approvals`); omitted = none. */
+  aggregator: z
+    .strictObject({
+      url: z.url({ protocol: /^https?$/ }),
+      tokenEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/),
+    })
+    .optional(),
+  /** Prometheus `/metrics` of this service; omitted = none. */
+  metrics: z
+    .strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65_535) })
+    .optional(),
   /** The email channel; omitted = no email. SMTP credentials may come from `$SMTP_USER` / `$SMTP_PASS`. */
   email: z
     .strictObject({

@@ -8,13 +8,21 @@
 import { readFile } from 'node:fs/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { openAuditFile } from '../activities/audit/index.ts';
-import type { AuditFile } from '../activities/audit/index.ts';
+import { fanOut, openAuditFile } from '../activities/audit/index.ts';
+import type { AuditClient, AuditFile } from '../activities/audit/index.ts';
+import { createAuditAggregatorClient } from '../audit/client.ts';
+import {
+  createAuditMetrics,
+  meteredAudit,
+  MetricsRegistry,
+  registerProcessMetrics,
+  serveMetrics,
+} from '../metrics/index.ts';
 import { loadTrustedGovernance } from '../approval-channels/core/directory.ts';
 import { startApprovalsHost } from '../approval-channels/host.ts';
 import type { ApprovalsHost, EmailHostOptions } from '../approval-channels/host.ts';
 import { loadSecretKey } from '../approval-channels/keys.ts';
-import { loadApprovalsServiceConfig } from '../approval-channels/service-config.ts';
+import { ApprovalsConfigError, loadApprovalsServiceConfig } from '../approval-channels/service-config.ts';
 import type { ApprovalsServiceConfig } from '../approval-channels/service-config.ts';
 import { openApprovalStore } from '../approval-channels/store/index.ts';
 import { AgentRuntimeError, toolCatalog } from '../policy/index.ts';
@@ -82,11 +90,34 @@ export async function serveApprovals(
   try {
     const store = await openApprovalStore(storeConfig);
     cleanups.push(() => store.close());
-    let audit: AuditFile | undefined;
+    const sinks: AuditClient[] = [];
     if (config.auditFile) {
-      audit = await openAuditFile(config.auditFile, { repairTruncatedTail: true });
-      const file = audit;
+      const file: AuditFile = await openAuditFile(config.auditFile, { repairTruncatedTail: true });
       cleanups.push(() => file.close());
+      sinks.push(file);
+    }
+    if (config.aggregator) {
+      const token = env[config.aggregator.tokenEnv];
+      if (!token)
+        throw new ApprovalsConfigError(
+          `$${config.aggregator.tokenEnv} (the audit aggregator token) is not set`,
+        );
+      const aggregator = createAuditAggregatorClient({
+        url: config.aggregator.url,
+        token,
+        writer: 'approvals',
+      });
+      cleanups.push(() => aggregator.close());
+      sinks.push(aggregator);
+    }
+    const registry = new MetricsRegistry();
+    registerProcessMetrics(registry);
+    const metered = createAuditMetrics(registry);
+    const [first, ...rest] = sinks;
+    const audit: AuditClient | undefined = first ? meteredAudit(fanOut(first, ...rest), metered) : undefined;
+    if (config.metrics) {
+      const metrics = await serveMetrics({ registry, host: config.metrics.host, port: config.metrics.port });
+      cleanups.push(() => metrics.close());
     }
     const clientConnection = await Connection.connect({ address: config.temporal.address });
     cleanups.push(() => clientConnection.close());

@@ -18,6 +18,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   approvals: async () => (await import('./commands/approvals.ts')).approvalsCommand,
   traces: async () => (await import('./commands/traces.ts')).tracesCommand,
   audit: async () => (await import('./commands/audit.ts')).auditCommand,
+  observer: async () => (await import('./commands/observer.ts')).observerCommand,
 };
 
 const USAGE = `agent-runtime: runtime governance for AI agents that act
@@ -39,6 +40,9 @@ commands:
                                     search the model proxy's traces (prompts, completions, rationales)
   traces show <runId> [--step N]    each model turn beside its decisions and results; flags mismatches
   audit verify|tail|search          the hash-chained audit log (verify names the first broken record)
+  audit serve|export|reconcile      the audit aggregator; an offline-verifiable export; audit vs Temporal history
+  observer serve|status|findings    the independent observer (rules, findings, interventions)
+  observer rules test <rules.yaml>  run every rule's positive and negative fixtures
   governance validate <file>        check a governance document
   governance explain <file> ...     decide one proposed call and say why
   governance table <file>           print every rule with its tier

@@ -10,10 +10,16 @@ import { z } from 'zod';
 import { parseDuration } from '../policy/duration.ts';
 import { AgentRuntimeError } from '../policy/index.ts';
 
+/** `250ms`, or a governance duration (`5s`, `2m`, `1h`). */
+function parseMs(text: string): number | undefined {
+  const ms = /^(\d{1,9})ms$/.exec(text);
+  return ms ? Number(ms[1]) : parseDuration(text);
+}
+
 const Duration = (max: number) =>
   z.string().refine(
     (text) => {
-      const ms = parseDuration(text);
+      const ms = parseMs(text);
       return ms !== undefined && ms > 0 && ms <= max;
     },
     `expected a duration such as 500ms, 5s or 2m (at most ${max / 1000}s)`,
@@ -97,5 +103,5 @@ export async function loadObserverConfig(file: string): Promise<ObserverConfig> 
 
 /** Milliseconds of a duration the schema accepted. */
 export function durationMs(text: string): number {
-  return parseDuration(text) ?? 0;
+  return parseMs(text) ?? 0;
 }

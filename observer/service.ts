@@ -68,6 +68,8 @@ export interface LearningHooks {
 export interface BaselineHooks {
   observe(event: AuditEvent): void;
   markTainted(run: string): void;
+  /** Copies (agent, from)'s baseline to `to`, so undeclared behaviour keeps the old normal. */
+  seed?(agent: string, fromVersion: string, toVersion: string): boolean;
   readonly lookup: BaselineLookup;
 }
 
@@ -108,6 +110,8 @@ export interface ObserverServiceOptions {
   /** How often TTLs are checked. Default 1 s. */
   readonly sweepEveryMs?: number;
   readonly now?: () => number;
+  /** Called with each event's rule evaluation time in ms (the rule-eval histogram). */
+  readonly onEvaluated?: (ms: number) => void;
   readonly onError?: (error: unknown) => void;
 }
 
@@ -192,6 +196,7 @@ export function createObserverService(options: ObserverServiceOptions): Observer
   const abort = new AbortController();
   const timers: ReturnType<typeof setInterval>[] = [];
   let stopped = false;
+  let resumedAt = 0;
 
   const report = (error: unknown): void => options.onError?.(error);
   const track = (work: Promise<void>): void => {
@@ -305,7 +310,8 @@ export function createObserverService(options: ObserverServiceOptions): Observer
   ): Promise<void> => {
     const targets = new Set(runs);
     // a finding about an agent (not one run) covers every open run of that agent
-    if (finding.agent !== null && !finding.group.includes('run=') && intervention.action !== 'alert') {
+    const agentWide = /(?:^|,)agent=/.test(finding.group) && !/(?:^|,)run=/.test(finding.group);
+    if (finding.agent !== null && agentWide && intervention.action !== 'alert') {
       try {
         for (const run of await options.control.openRuns(finding.agent)) targets.add(run);
       } catch (error) {
@@ -476,6 +482,7 @@ export function createObserverService(options: ObserverServiceOptions): Observer
           to,
           Date.parse(event.ts) || now(),
         );
+        if (verdict.status === 'approved') options.baselines?.seed?.(agent, from, to);
         if (verdict.status === 'unapproved')
           await synthetic(
             ServiceRule.unapprovedChange,
@@ -495,10 +502,12 @@ export function createObserverService(options: ObserverServiceOptions): Observer
     const findings = engine.ingest(event);
     const elapsed = performance.now() - t0;
     stats.evalMs.push(elapsed);
+    options.onEvaluated?.(elapsed);
     if (stats.evalMs.length > EVAL_SAMPLES) stats.evalMs.splice(0, stats.evalMs.length - EVAL_SAMPLES);
-    options.baselines?.observe(event);
     await governance(event);
     for (const finding of findings) await handleFinding(finding);
+    // after the findings, so a run that just got one is tainted before `run.finished` is learned
+    if (event.seq > resumedAt) options.baselines?.observe(event); // warm-up events were learned before
     stats.events++;
     stats.lastSeq = event.seq;
     stats.lastEventTs = event.ts;
@@ -553,6 +562,7 @@ export function createObserverService(options: ObserverServiceOptions): Observer
     async start() {
       await heartbeat();
       const cursor = store.cursor(stream);
+      resumedAt = cursor;
       stats.lastSeq = Math.max(0, cursor - (options.warmupEvents ?? 5_000));
       const from = stats.lastSeq + 1;
       unsubscribe = options.source.subscribe(

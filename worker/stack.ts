@@ -13,7 +13,8 @@ import type { Worker } from '@temporalio/worker';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { openAuditFile } from '../activities/audit/index.ts';
 import type { AuditClient, AuditEvent, AuditFile } from '../activities/audit/index.ts';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -39,15 +40,26 @@ import type { NoticeSink } from '../activities/approvals/index.ts';
 import type { AnyToolImplementation } from '../activities/tools/define.ts';
 import { builtinTools } from '../activities/tools/index.ts';
 import type { HttpRequestToolConfig } from '../activities/tools/http.ts';
-import { ed25519Signer, openSqliteAuditStore } from '../audit/index.ts';
+import { createAuditAggregatorClient } from '../audit/client.ts';
+import type { AuditAggregatorClient } from '../audit/client.ts';
+import {
+  createAuditMetrics,
+  MetricsRegistry,
+  registerProcessMetrics,
+  serveMetrics,
+} from '../metrics/index.ts';
+import { fetchExposition } from '../metrics/server.ts';
+import { temporalPrometheusOptions } from '../metrics/temporal.ts';
 import {
   initSigningKey,
   loadPublicKeys,
-  loadSecretKey,
   PUBLIC_KEY_FILE,
   SECRET_KEY_FILE,
 } from '../approval-channels/keys.ts';
 import { bundleAgentWorkflows } from './bundle.ts';
+import { startChild } from './child.ts';
+import type { ChildHandle } from './child.ts';
+import { createLeaseWatcher } from './lease.ts';
 import { startDevServer } from './temporal/dev-server.ts';
 import type { DevServerHandle } from './temporal/dev-server.ts';
 import type { TemporalToolsLogger } from './temporal/binary.ts';
@@ -89,7 +101,41 @@ export interface DevStackOptions {
       readonly keys: readonly { readonly agentId: string; readonly key: string }[];
     };
   };
+  /**
+   * The independent observer, as its own process (default on). It subscribes to the aggregator,
+   * intervenes on runs and renews the heartbeat lease that runs started with
+   * `requireObserverLease` depend on.
+   */
+  readonly observer?:
+    | false
+    | {
+        /** Lease TTL: runs go conservative this long after the observer's last heartbeat (default 5 s). */
+        readonly heartbeatTtlMs?: number;
+        /** Rule files besides the built-in rules. */
+        readonly rules?: readonly string[];
+        /** `false` reports findings only (default true). */
+        readonly enforce?: boolean;
+        /** Prometheus endpoint of the observer (default none). */
+        readonly metricsPort?: number;
+      };
+  /** Prometheus `/metrics` of this process's workers (default none; 0 picks a free port). */
+  readonly metricsPort?: number;
+  /** Temporal Core SDK metrics bind address (`127.0.0.1:9464`); only the first stack of a process can set it. */
+  readonly temporalMetricsAddress?: string;
   readonly logger?: TemporalToolsLogger;
+}
+
+/** The observer child of a stack. */
+export interface DevObserver {
+  readonly pid: number;
+  /** Its own store (`agent-runtime observer status --store …`). */
+  readonly storeFile: string;
+  readonly heartbeatTtlMs: number;
+  /** Kills it (tests of the fail-safe lease). */
+  kill(signal?: NodeJS.Signals): void;
+  /** Starts it again after a kill or stop. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 export interface DevStack {
@@ -106,6 +152,14 @@ export interface DevStack {
   readonly gatewayUrl: string | undefined;
   /** The audit client every worker of the stack writes through. */
   readonly audit: AuditClient;
+  /** The audit aggregator (its own process): base URL and a reader/writer token of the workers. */
+  readonly aggregator: { readonly url: string; readonly token: string; readonly pid: number };
+  /** The observer process, unless turned off. */
+  readonly observer: DevObserver | undefined;
+  /** Whether runs should be started with `requireObserverLease` (an observer runs). */
+  readonly observerLease: boolean;
+  /** The workers' Prometheus endpoint, when asked for. */
+  readonly metricsUrl: string | undefined;
   readonly keys: { readonly secretKeyFile: string; readonly publicKeyFile: string };
   /** keyId → public key hex, for run inputs. */
   readonly trustedKeys: Readonly<Record<string, string>>;
@@ -120,7 +174,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   if (!runtimeInstalled) {
     runtimeInstalled = true;
     try {
-      Runtime.install({ logger: new DefaultLogger('WARN') });
+      Runtime.install({
+        logger: new DefaultLogger('WARN'),
+        ...(options.temporalMetricsAddress
+          ? { telemetryOptions: temporalPrometheusOptions(options.temporalMetricsAddress) }
+          : {}),
+      });
     } catch {
       // installed already (tests)
     }
@@ -156,29 +215,63 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const auditFile = join(stateDir, 'audit', 'audit.jsonl');
     const file: AuditFile = await openAuditFile(auditFile, { repairTruncatedTail: true });
     cleanups.push(() => file.close());
-    // the hash-chained, checkpointed copy (`agent-runtime audit verify`), signed with its own key
+    const log = (line: string): void => options.logger?.info?.(line);
+
+    // the audit aggregator, its own process: the hash-chained store with checkpoints signed by its own key
     const auditKeyDir = join(stateDir, 'keys', 'audit');
     if (!existsSync(join(auditKeyDir, SECRET_KEY_FILE))) await initSigningKey(auditKeyDir);
-    const chain = await openSqliteAuditStore({
-      file: join(stateDir, 'audit', 'chain.db'),
-      autoCheckpoint: {
-        signer: ed25519Signer((await loadSecretKey(join(auditKeyDir, SECRET_KEY_FILE))).secretKey),
-        everyAppends: 100,
-        everySeconds: 10,
-      },
-      onError: (error) => options.logger?.warn(`audit chain: ${(error as Error).message}`),
+    const tokens = {
+      workers: randomBytes(24).toString('base64url'),
+      observer: randomBytes(24).toString('base64url'),
+    };
+    const aggregatorConfig = join(stateDir, 'audit', 'aggregator.yaml');
+    await writeFile(
+      aggregatorConfig,
+      [
+        '# written by agent-runtime dev on every start (tokens are random per start)',
+        'listen: { host: 127.0.0.1, port: 0 }',
+        'store: { kind: sqlite, file: chain.db, checkpoints: { everyAppends: 100, everySeconds: 10 } }',
+        `checkpointKey: ${JSON.stringify(join(auditKeyDir, SECRET_KEY_FILE))}`,
+        'tokens:',
+        '  - { name: workers, tokenEnv: AGENT_RUNTIME_AUDIT_WORKERS_TOKEN, sources: [workflow, guard, approvals, cli, model] }',
+        '  - { name: observer, tokenEnv: AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN, sources: [observer] }',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    const childEnv = {
+      AGENT_RUNTIME_AUDIT_WORKERS_TOKEN: tokens.workers,
+      AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN: tokens.observer,
+    };
+    const aggregatorChild: ChildHandle = await startChild({
+      name: 'audit aggregator',
+      args: ['audit', 'serve', '--config', aggregatorConfig],
+      env: childEnv,
+      ready: /audit aggregator listening on (http:\/\/\S+)/,
+      onLine: (line) => log(`aggregator: ${line}`),
     });
-    cleanups.push(() => chain.close());
+    cleanups.push(() => aggregatorChild.stop());
+    const aggregatorUrl = aggregatorChild.ready[1]!;
+    const auditWriter: AuditAggregatorClient = createAuditAggregatorClient({
+      url: aggregatorUrl,
+      token: tokens.workers,
+      writer: 'workers',
+      batch: { maxDelayMs: 0 },
+    });
+    cleanups.push(() => auditWriter.close());
+
+    const registry = options.metricsPort === undefined ? undefined : new MetricsRegistry();
+    const auditMetrics = registry ? createAuditMetrics(registry) : undefined;
     const chained = new Set<number>();
     const audit: AuditClient = {
       append: async (event) => {
         const stored = await file.append(event);
-        // the file sink answers a duplicate (a retried workflow task) with the stored event: chain it once
+        // the file sink answers a duplicate (a retried workflow task) with the stored event: send it once
         if (!chained.has(stored.seq)) {
           chained.add(stored.seq);
           if (chained.size > 10_000) chained.delete(chained.values().next().value as number);
-          const { id: _id, ...input } = event;
-          await chain.append('default', input);
+          await auditWriter.append({ ...event, id: event.id ?? `dev-file:${stored.seq}` });
+          auditMetrics?.observe(stored);
         }
         options.onAudit?.(stored);
         return stored;
@@ -256,10 +349,86 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       );
     }
 
+    // the observer, its own process with its own token, store and Temporal client
+    let observer: DevObserver | undefined;
+    if (options.observer !== false) {
+      const o = options.observer ?? {};
+      const heartbeatTtlMs = o.heartbeatTtlMs ?? 5_000;
+      const observerDir = join(stateDir, 'observer');
+      await mkdir(observerDir, { recursive: true, mode: 0o700 });
+      const governanceKeyDir = join(stateDir, 'keys', 'governance');
+      if (!existsSync(join(governanceKeyDir, SECRET_KEY_FILE))) await initSigningKey(governanceKeyDir);
+      const observerConfig = join(observerDir, 'observer.yaml');
+      await writeFile(
+        observerConfig,
+        JSON.stringify(
+          {
+            aggregator: { url: aggregatorUrl, tokenEnv: 'AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN' },
+            temporal: { address: server.address, namespace: server.namespace },
+            store: { file: 'observer.db' },
+            rules: { builtin: true, files: [...(o.rules ?? [])], enforce: o.enforce ?? true },
+            heartbeat: {
+              ttl: `${heartbeatTtlMs}ms`,
+              every: `${Math.max(100, Math.floor(heartbeatTtlMs / 5))}ms`,
+            },
+            governanceKeys: [join(governanceKeyDir, PUBLIC_KEY_FILE)],
+            ...(o.metricsPort === undefined ? {} : { metrics: { port: o.metricsPort } }),
+          },
+          null,
+          2,
+        ),
+        { mode: 0o600 },
+      );
+      const launch = (): Promise<ChildHandle> =>
+        startChild({
+          name: 'observer',
+          args: ['observer', 'serve', '--config', observerConfig],
+          env: { AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN: tokens.observer },
+          ready: /^observer: \d+ rules/,
+          onLine: (line) => log(line),
+        });
+      let child = await launch();
+      observer = {
+        get pid() {
+          return child.pid;
+        },
+        storeFile: join(observerDir, 'observer.db'),
+        heartbeatTtlMs,
+        kill: (signal = 'SIGKILL') => child.kill(signal),
+        restart: async () => {
+          await child.stop();
+          child = await launch();
+        },
+        stop: () => child.stop(),
+      };
+      cleanups.push(() => child.stop());
+    }
+    const lease = createLeaseWatcher({
+      url: aggregatorUrl,
+      token: tokens.workers,
+      pollMs: 500,
+      onError: () => undefined, // a lapsed lease is the signal; the runs audit it
+    });
+    await lease.start();
+    cleanups.push(async () => lease.close());
+
+    let metricsUrl: string | undefined;
+    if (registry) {
+      registerProcessMetrics(registry);
+      const temporalMetrics = options.temporalMetricsAddress;
+      const metrics = await serveMetrics({
+        registry,
+        port: options.metricsPort ?? 0,
+        ...(temporalMetrics ? { extra: () => fetchExposition(`http://${temporalMetrics}/metrics`) } : {}),
+      });
+      metricsUrl = metrics.url;
+      cleanups.push(() => metrics.close());
+    }
+
     const bundle = await bundleAgentWorkflows(options.toolSpecModules ?? []);
     const on = { connection, namespace: server.namespace };
     const workers: Worker[] = [
-      await createAgentsWorker({ ...on, bundle, activities: modelActivities, audit }),
+      await createAgentsWorker({ ...on, bundle, activities: modelActivities, audit, lease }),
       await createToolsWorker({
         ...on,
         tools: [
@@ -292,6 +461,10 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       tracesFile,
       gatewayUrl,
       audit,
+      aggregator: { url: aggregatorUrl, token: tokens.workers, pid: aggregatorChild.pid },
+      observer,
+      observerLease: observer !== undefined,
+      metricsUrl,
       keys,
       trustedKeys,
       stop,

@@ -1,5 +1,5 @@
 /**
- * `agent-runtime bench decide|actions|approvals|parked [...] [--json]`: the benchmarks of `bench/`.
+ * `agent-runtime bench decide|actions|approvals|proxy|parked|audit [...] [--json]`: the benchmarks of `bench/`.
  * The runtime benchmarks (actions, approvals, parked) start a Temporal dev server of their own.
  * @module
  */
@@ -21,7 +21,13 @@ const USAGE = `usage:
   agent-runtime bench parked [--runs N] [--heap-mb M] [--max-cached N] [--json]
       N runs parked on approval against one agents worker: its RSS, then all approved (goal ≤ 1 GB, 0 lost)
       --heap-mb: the worker's --max-old-space-size (default 640; 0 = Node's default), which also sizes
-      the SDK's default workflow cache`;
+      the SDK's default workflow cache
+  agent-runtime bench audit [--n N] [--writers W] [--json]
+      hash-chained appends on SQLite (batched, single, through the HTTP aggregator with W batching
+      writers) against plain SQLite inserts, and verifying the written stream (goal ≥ 5,000 events/s)
+  agent-runtime bench observer [--n N] [--json]
+      event appended → observer finding → freezeTools acknowledged by the workflow, on the real stack
+      (goal p99 ≤ 1 s); rule evaluation per event with 50 rules (goal p99 ≤ 1 ms)`;
 
 function positiveInt(option: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -45,6 +51,21 @@ const progressTo =
     println(io.stderr, message);
 
 const BENCHES: Readonly<Record<string, Bench>> = {
+  observer: async (args, io) => {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: { n: { type: 'string' }, json: { type: 'boolean', default: false } },
+    });
+    const { benchObserver } = await import('../../bench/observer.ts');
+    await benchObserver({
+      n: positiveInt('--n', values.n, 100),
+      json: values.json,
+      out: io.stdout,
+      progress: progressTo(io),
+    });
+    return ExitCode.ok;
+  },
   decide: async (args, io) => {
     const { values } = parseArgs({
       args,
@@ -131,6 +152,26 @@ const BENCHES: Readonly<Record<string, Bench>> = {
     const { benchProxy } = await import('../../bench/proxy.ts');
     await benchProxy({
       n: positiveInt('--n', values.n, 500),
+      json: values.json,
+      out: io.stdout,
+      progress: progressTo(io),
+    });
+    return ExitCode.ok;
+  },
+  audit: async (args, io) => {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        n: { type: 'string' },
+        writers: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+    });
+    const { benchAudit } = await import('../../bench/audit.ts');
+    await benchAudit({
+      n: positiveInt('--n', values.n, 20_000),
+      writers: positiveInt('--writers', values.writers, 8),
       json: values.json,
       out: io.stdout,
       progress: progressTo(io),

@@ -388,6 +388,7 @@ async function runDemo(
     requestedBy: DEMO.requestedBy,
     model: { provider: 'scripted', turns: demo.turns },
     trustedKeys: stack.trustedKeys,
+    options: { requireObserverLease: stack.observerLease },
   });
   const runId = handle.workflowId;
   const runUrl = stack.uiUrl === undefined ? undefined : uiRunUrl(stack.uiUrl, stack.namespace, runId);

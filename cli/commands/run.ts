@@ -20,10 +20,14 @@ import { loadOrReport } from './governance.ts';
 const USAGE = `usage:
   agent-runtime run <governance.yaml> --script <script.yaml> --task "<text>" --as <principalId>
       [--wait] [--json] [--address host:port] [--namespace N] [--keys <public key file>] [--max-steps N]
+      [--no-observer-lease]
       --as         the principal asking for the run; must be a director of the agent
       --wait       follow the run: decisions as they happen, approval waits, the end (exit 0 if completed)
       --address    Temporal frontend (default $TEMPORAL_ADDRESS or ${DEFAULT_ADDRESS})
-      --keys       vote-signing public key the run trusts (default .agent-runtime/keys/vote-signing.pub)`;
+      --keys       vote-signing public key the run trusts (default .agent-runtime/keys/vote-signing.pub)
+      --no-observer-lease
+                   do not require the observer's heartbeat (by default a run goes conservative
+                   when the observer of \`agent-runtime dev\` stops renewing its lease)`;
 
 export const runCommand: Command = async (argv, io) => {
   const { positionals, values } = parseArgs({
@@ -40,6 +44,7 @@ export const runCommand: Command = async (argv, io) => {
       namespace: { type: 'string' },
       keys: { type: 'string' },
       'max-steps': { type: 'string' },
+      'no-observer-lease': { type: 'boolean', default: false },
     },
   });
   if (positionals.length !== 1)
@@ -65,6 +70,7 @@ export const runCommand: Command = async (argv, io) => {
     model,
     trustedKeys: Object.fromEntries([...keys].map(([id, key]) => [id, bytesToHex(key)])),
     ...(maxSteps === undefined ? {} : { budgets: { maxSteps } }),
+    ...(values['no-observer-lease'] ? {} : { options: { requireObserverLease: true } }),
   };
   buildRunInput(options); // a requester who may not direct the agent is refused before connecting
 
