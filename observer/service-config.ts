@@ -27,9 +27,11 @@ const Duration = (max: number) =>
 
 export const ObserverConfigSchema = z.strictObject({
   aggregator: z.strictObject({
-    url: z.url({ protocol: /^https?$/ }),
+    url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
     /** Environment variable holding the observer's bearer token (writer of source `observer`). */
-    tokenEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/),
+    tokenEnv: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected an environment variable name (A-Z, 0-9, _)' }),
     stream: z.string().min(1).default('default'),
   }),
   temporal: z
