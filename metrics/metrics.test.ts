@@ -636,9 +636,9 @@ describe('createAuditMetrics', () => {
         .counter(AuditMetric.modelCalls)
         .get({ provider: response.provider, model: response.model, finish_reason: 'tool_calls' }),
     ).toBe(1);
-    // the proxy reports no fallback and (today) no latency, so neither is counted
+    // the proxy reports no fallback, and the turn's latency (proxy.latencyMs) fills the histogram
     expect(priced.counter(AuditMetric.modelFallbacks).size).toBe(0);
-    expect(priced.histogram(AuditMetric.modelLatency).size).toBe(0);
+    expect(priced.histogram(AuditMetric.modelLatency).size).toBe(1);
 
     // a routed turn answered by the fallback target, with latency and cost on the event
     const { metrics, counter, histogram } = metricsOf();

@@ -98,6 +98,8 @@ export interface ProxiedResponse extends ModelResponse {
     readonly attempts: number;
     readonly fallbackCause: string | null;
     readonly overheadMs: number;
+    /** The whole turn (every attempt plus the proxy's own work), ms. */
+    readonly latencyMs: number;
   };
 }
 
@@ -330,7 +332,15 @@ export function createModelProxy(options: ModelProxyOptions) {
         const overheadMs = trace(response, null);
         return {
           ...response,
-          proxy: { traceId, target, route, attempts: attempts.length, fallbackCause, overheadMs },
+          proxy: {
+            traceId,
+            target,
+            route,
+            attempts: attempts.length,
+            fallbackCause,
+            overheadMs,
+            latencyMs: Math.round((providerMs + overheadMs) * 100) / 100,
+          },
         };
       } catch (error) {
         if (reservationId !== null) await options.budget?.release(reservationId).catch(() => undefined);
