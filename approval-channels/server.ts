@@ -6,7 +6,7 @@
  */
 import { createServer } from 'node:http';
 import type { RequestListener, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen } from '../common/listen.ts';
 
 export interface ApprovalsHttpOptions {
   readonly host?: string;
@@ -58,17 +58,10 @@ export async function startApprovalsHttp(options: ApprovalsHttpOptions): Promise
   server.requestTimeout = 15_000;
   server.headersTimeout = 10_000;
   const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const url = await listen(server, options.port ?? 0, host);
   return {
     server,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

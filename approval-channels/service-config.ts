@@ -4,10 +4,9 @@
  * PostgreSQL connection may come from the environment, Slack always does (`SLACK_*`).
  * @module
  */
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { parse } from 'yaml';
 import { z } from 'zod';
+import { readConfigFile } from '../common/config-file.ts';
 import { AgentRuntimeError } from '../policy/index.ts';
 
 const StoreConfig = z.discriminatedUnion('kind', [
@@ -85,21 +84,13 @@ export class ApprovalsConfigError extends AgentRuntimeError {
 
 /** Reads and validates the file; relative paths in it are resolved against its directory. */
 export async function loadApprovalsServiceConfig(file: string): Promise<ApprovalsServiceConfig> {
-  let raw: unknown;
-  try {
-    raw = parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    throw new ApprovalsConfigError(`${file}: ${(error as Error).message}`);
-  }
-  const parsed = ApprovalsServiceConfigSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new ApprovalsConfigError(
-      [`${file}: invalid approvals service configuration`]
-        .concat(parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`))
-        .join('\n'),
-    );
+  const config = await readConfigFile(
+    file,
+    ApprovalsServiceConfigSchema,
+    'approvals service configuration',
+    (message) => new ApprovalsConfigError(message),
+  );
   const base = dirname(resolve(file));
-  const config = parsed.data;
   return Object.freeze({
     ...config,
     governance: config.governance.map((g) => resolve(base, g)),

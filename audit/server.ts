@@ -13,7 +13,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen } from '../common/listen.ts';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { prepareEvent } from '../activities/audit/event.ts';
@@ -843,16 +843,9 @@ export async function startAuditAggregator(options: AuditAggregatorOptions): Pro
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const url = await listen(server, options.port ?? 0, host);
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url,
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));

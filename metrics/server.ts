@@ -6,7 +6,7 @@
  */
 import { createServer } from 'node:http';
 import type { ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listen } from '../common/listen.ts';
 import { performance } from 'node:perf_hooks';
 import { EXPOSITION_CONTENT_TYPE, MetricsError, MetricsErrorCode } from './registry.ts';
 import type { MetricsRegistry } from './registry.ts';
@@ -94,14 +94,9 @@ export async function serveMetrics(options: ServeMetricsOptions): Promise<Metric
   // a scrape is small; slow clients cannot hold sockets open
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
+  let url: string;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    url = await listen(server, options.port, host);
   } catch (error) {
     throw new MetricsError(
       MetricsErrorCode.listenFailed,
@@ -109,9 +104,8 @@ export async function serveMetrics(options: ServeMetricsOptions): Promise<Metric
       { cause: error },
     );
   }
-  const { port } = server.address() as AddressInfo;
   return {
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

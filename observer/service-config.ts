@@ -3,10 +3,9 @@
  * comes from the environment, never the file; relative paths resolve against the file's directory.
  * @module
  */
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { parse } from 'yaml';
 import { z } from 'zod';
+import { readConfigFile } from '../common/config-file.ts';
 import { parseDuration } from '../policy/duration.ts';
 import { AgentRuntimeError } from '../policy/index.ts';
 
@@ -80,21 +79,13 @@ export class ObserverConfigError extends AgentRuntimeError {
 
 /** Reads and validates the file. */
 export async function loadObserverConfig(file: string): Promise<ObserverConfig> {
-  let raw: unknown;
-  try {
-    raw = parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    throw new ObserverConfigError(`${file}: ${(error as Error).message}`);
-  }
-  const parsed = ObserverConfigSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new ObserverConfigError(
-      [`${file}: invalid observer configuration`]
-        .concat(parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`))
-        .join('\n'),
-    );
+  const config = await readConfigFile(
+    file,
+    ObserverConfigSchema,
+    'observer configuration',
+    (message) => new ObserverConfigError(message),
+  );
   const base = dirname(resolve(file));
-  const config = parsed.data;
   return Object.freeze({
     ...config,
     store: { file: resolve(base, config.store.file) },

@@ -144,7 +144,10 @@ heartbeat: { ttl: 5 }
 rules: { enforce: maybe }
 `,
     );
-    const error = await loadObserverConfig(config).catch((e: unknown) => e as Error);
+    const error = await loadObserverConfig(config).then(
+      () => new Error('no error'),
+      (e: unknown) => e as Error,
+    );
     expect(error.message.replace(dir, '<dir>')).toMatchInlineSnapshot(`
       "<dir>/observer.yaml: invalid observer configuration
         aggregator.url: expected an http(s) URL

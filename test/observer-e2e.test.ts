@@ -93,6 +93,17 @@ async function cli(argv: string[]): Promise<{ code: number; out: string }> {
   return { code, out };
 }
 
+/** A consistent copy of the live audit store (and the keys) to tamper with. */
+function copyOfState(): string {
+  const copy = mkdtempSync(join(tmpdir(), 'ar-observer-copy-'));
+  mkdirSync(join(copy, 'audit'));
+  cpSync(join(stateDir, 'keys'), join(copy, 'keys'), { recursive: true });
+  const live = new DatabaseSync(join(stateDir, 'audit', 'chain.db'), { readOnly: true });
+  live.exec(`VACUUM INTO '${join(copy, 'audit', 'chain.db')}'`);
+  live.close();
+  return copy;
+}
+
 function observerFindings() {
   const store = openObserverStore(stack.observer!.storeFile, { readOnly: true });
   try {
@@ -251,17 +262,16 @@ describe('observer on the real stack', () => {
       args: [{ policy: { document: v3.document, policyVersion: v3.policyVersion }, by: 'alice' }],
     });
     const runId = handle.workflowId;
-    const write = await waitFor('the write decision', () => decision(runId, 2)).catch(
-      async (error: unknown) => {
-        const mine = events
-          .filter((e) => e.run === runId)
-          .map((e) => `${e.seq} ${e.kind} ${JSON.stringify(e.attrs).slice(0, 200)}`);
-        throw new Error(
-          `${(error as Error).message}\n${mine.join('\n')}\n${JSON.stringify(await handle.describe().then((d) => d.status.name))}`,
-        );
-      },
+    // the observer's Update races the decision right after the policy is applied: whichever decision
+    // comes after its posture change must be raised to approval
+    const changed = await waitFor('the observer setting the posture', () =>
+      events.find((e) => e.run === runId && e.kind === 'posture.changed' && e.attrs['by'] === 'observer'),
     );
-    expect(write.attrs).toMatchObject({ tier: 'approval', code: 'posture_conservative' });
+    expect(changed.attrs).toMatchObject({ from: 'normal', to: 'conservative' });
+    const next = await waitFor('a decision after it', () =>
+      events.slice(events.indexOf(changed) + 1).find((e) => e.run === runId && e.kind === 'decision'),
+    );
+    expect(next.attrs).toMatchObject({ tier: 'approval', code: 'posture_conservative' });
     const findings = observerFindings().filter((f) => f.run === runId);
     // the built-in shadow rule sees the change followed by an approval-tier decision too
     expect(findings.map((f) => `${f.ruleId}:${f.status}`).sort()).toEqual([
@@ -290,13 +300,8 @@ describe('observer on the real stack', () => {
     expect(ok.out).toContain('reconciled');
     expect(ok.code).toBe(0);
 
-    const copy = mkdtempSync(join(tmpdir(), 'ar-observer-copy-'));
+    const copy = copyOfState();
     try {
-      mkdirSync(join(copy, 'audit'));
-      cpSync(join(stateDir, 'keys'), join(copy, 'keys'), { recursive: true });
-      const live = new DatabaseSync(join(stateDir, 'audit', 'chain.db'), { readOnly: true });
-      live.exec(`VACUUM INTO '${join(copy, 'audit', 'chain.db')}'`);
-      live.close();
       const db = new DatabaseSync(join(copy, 'audit', 'chain.db'));
       const dropped = db
         .prepare(`SELECT seq FROM audit_records WHERE run = ? AND kind = 'execution.started' AND step = 5`)
@@ -326,13 +331,8 @@ describe('observer on the real stack', () => {
   }, 60_000);
 
   test('a tampered audit record: verify fails naming it', async () => {
-    const copy = mkdtempSync(join(tmpdir(), 'ar-observer-tamper-'));
+    const copy = copyOfState();
     try {
-      mkdirSync(join(copy, 'audit'));
-      cpSync(join(stateDir, 'keys'), join(copy, 'keys'), { recursive: true });
-      const live = new DatabaseSync(join(stateDir, 'audit', 'chain.db'), { readOnly: true });
-      live.exec(`VACUUM INTO '${join(copy, 'audit', 'chain.db')}'`);
-      live.close();
       const db = new DatabaseSync(join(copy, 'audit', 'chain.db'));
       const row = db
         .prepare(`SELECT seq, attrs FROM audit_records WHERE run = ? AND kind = 'decision' AND step = 17`)
