@@ -19,6 +19,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   traces: async () => (await import('./commands/traces.ts')).tracesCommand,
   audit: async () => (await import('./commands/audit.ts')).auditCommand,
   observer: async () => (await import('./commands/observer.ts')).observerCommand,
+  worker: async () => (await import('./commands/worker.ts')).workerCommand,
 };
 
 const USAGE = `agent-runtime: runtime governance for AI agents that act
@@ -43,6 +44,7 @@ commands:
   audit serve|export|reconcile      the audit aggregator; an offline-verifiable export; audit vs Temporal history
   observer serve|status|findings    the independent observer (rules, findings, interventions)
   observer rules test <rules.yaml>  run every rule's positive and negative fixtures
+  worker --config <file>            one agents or tools worker against a Temporal cluster (until SIGTERM)
   governance validate <file>        check a governance document
   governance explain <file> ...     decide one proposed call and say why
   governance table <file>           print every rule with its tier

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import type { Worker } from '@temporalio/worker';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { openAuditFile } from '../activities/audit/index.ts';
@@ -38,18 +38,10 @@ import {
 import type { RedactionConfig, TraceWriter } from '../activities/model/traces/index.ts';
 import type { NoticeSink } from '../activities/approvals/index.ts';
 import type { AnyToolImplementation } from '../activities/tools/define.ts';
-import { builtinTools } from '../activities/tools/index.ts';
 import type { HttpRequestToolConfig } from '../activities/tools/http.ts';
 import { createAuditAggregatorClient } from '../audit/client.ts';
 import type { AuditAggregatorClient } from '../audit/client.ts';
-import {
-  createAuditMetrics,
-  MetricsRegistry,
-  registerProcessMetrics,
-  serveMetrics,
-} from '../metrics/index.ts';
-import { fetchExposition } from '../metrics/server.ts';
-import { temporalPrometheusOptions } from '../metrics/temporal.ts';
+import { createAuditMetrics, MetricsRegistry } from '../metrics/index.ts';
 import {
   initSigningKey,
   loadPublicKeys,
@@ -59,7 +51,14 @@ import {
 import { bundleAgentWorkflows } from './bundle.ts';
 import { startChild } from './child.ts';
 import type { ChildHandle } from './child.ts';
-import { createLeaseWatcher } from './lease.ts';
+import {
+  installWorkerRuntime,
+  runWorkers,
+  serveWorkerMetrics,
+  toolsStateDirs,
+  watchObserverLease,
+  workspaceTools,
+} from './parts.ts';
 import { startDevServer } from './temporal/dev-server.ts';
 import type { DevServerHandle } from './temporal/dev-server.ts';
 import type { TemporalToolsLogger } from './temporal/binary.ts';
@@ -167,23 +166,9 @@ export interface DevStack {
   stop(): Promise<void>;
 }
 
-let runtimeInstalled = false;
-
 /** Starts the embedded stack; `stop()` undoes everything. */
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
-  if (!runtimeInstalled) {
-    runtimeInstalled = true;
-    try {
-      Runtime.install({
-        logger: new DefaultLogger('WARN'),
-        ...(options.temporalMetricsAddress
-          ? { telemetryOptions: temporalPrometheusOptions(options.temporalMetricsAddress) }
-          : {}),
-      });
-    } catch {
-      // installed already (tests)
-    }
-  }
+  installWorkerRuntime(options.temporalMetricsAddress);
   const stateDir = options.stateDir;
   const workspace = options.workspace ?? join(stateDir, 'workspace');
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
@@ -403,23 +388,15 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       };
       cleanups.push(() => child.stop());
     }
-    const lease = createLeaseWatcher({
-      url: aggregatorUrl,
-      token: tokens.workers,
-      pollMs: 500,
-      onError: () => undefined, // a lapsed lease is the signal; the runs audit it
-    });
-    await lease.start();
+    const lease = await watchObserverLease({ url: aggregatorUrl, token: tokens.workers, pollMs: 500 });
     cleanups.push(async () => lease.close());
 
     let metricsUrl: string | undefined;
     if (registry) {
-      registerProcessMetrics(registry);
-      const temporalMetrics = options.temporalMetricsAddress;
-      const metrics = await serveMetrics({
+      const metrics = await serveWorkerMetrics({
         registry,
         port: options.metricsPort ?? 0,
-        ...(temporalMetrics ? { extra: () => fetchExposition(`http://${temporalMetrics}/metrics`) } : {}),
+        temporalMetricsAddress: options.temporalMetricsAddress,
       });
       metricsUrl = metrics.url;
       cleanups.push(() => metrics.close());
@@ -432,23 +409,17 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       await createToolsWorker({
         ...on,
         tools: [
-          ...builtinTools({
-            fs: { roots: [], mounts: { '/workspace': workspace }, stateDir: join(stateDir, 'state', 'fs') },
-            http: options.http ?? { allowedHosts: [] },
-          }),
+          ...workspaceTools({ workspace, stateDir: join(stateDir, 'state'), http: options.http }),
           ...(options.tools ?? []),
         ],
         trustedKeys: publicKeys,
         audit,
-        journalDir: join(stateDir, 'state', 'journal'),
+        journalDir: toolsStateDirs(join(stateDir, 'state')).journal,
       }),
       await createApprovalsWorker({ ...on, sink: options.onNotice ?? (() => undefined), audit }),
     ];
-    const running = workers.map((worker) => worker.run());
-    cleanups.push(async () => {
-      for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
-      await Promise.allSettled(running);
-    });
+    const running = runWorkers(workers);
+    cleanups.push(() => running.stop());
 
     return {
       address: server.address,

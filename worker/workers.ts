@@ -3,6 +3,7 @@
  * (tool implementations behind the execution guard) and `approvals` (notifications).
  * @module
  */
+import type { Duration } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import { Worker } from '@temporalio/worker';
 import type {
@@ -28,6 +29,8 @@ import { auditSinks } from './sinks.ts';
 export interface WorkerConnection {
   readonly connection: NativeConnection;
   readonly namespace: string;
+  /** How long a shutdown lets running activities finish before cancelling them (default 0: at once). */
+  readonly shutdownGraceTime?: Duration;
 }
 
 export interface AgentsWorkerOptions extends WorkerConnection {
@@ -51,6 +54,7 @@ export function createAgentsWorker(options: AgentsWorkerOptions): Promise<Worker
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,
+    ...(options.shutdownGraceTime === undefined ? {} : { shutdownGraceTime: options.shutdownGraceTime }),
     taskQueue: options.taskQueue ?? TaskQueue.agents,
     workflowBundle: options.bundle,
     activities: {
@@ -104,6 +108,7 @@ export function createToolsWorker(options: ToolsWorkerOptions): Promise<Worker> 
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,
+    ...(options.shutdownGraceTime === undefined ? {} : { shutdownGraceTime: options.shutdownGraceTime }),
     taskQueue: options.taskQueue ?? TaskQueue.tools,
     activities: toolActivities(registry),
     interceptors: {
@@ -136,6 +141,7 @@ export function createApprovalsWorker(options: ApprovalsWorkerOptions): Promise<
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace,
+    ...(options.shutdownGraceTime === undefined ? {} : { shutdownGraceTime: options.shutdownGraceTime }),
     taskQueue: options.taskQueue ?? TaskQueue.approvals,
     activities: createApprovalActivities(options.sink, options.audit),
   });
