@@ -204,6 +204,8 @@ describe('dev --demo with a vote from another process', () => {
     expect(stdout).toMatch(
       /Temporal UI: http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\?query=WorkflowId/,
     );
+    // then the injection and read-burst runs; the unanswered post times out after 30 s
+    expect(stdout).toMatch(/10 of 10 as expected\./);
     expect(stdout).toMatch(/Stopped\.\n$/);
-  });
+  }, 150_000);
 });

@@ -10,9 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadScriptFile } from '../../activities/model/index.ts';
 import type { LoadedGovernance } from '../../policy/index.ts';
-import { compilePolicy } from '../../policy/index.ts';
 import { bundleAgentWorkflows } from '../../worker/bundle.ts';
-import { startAgentRun } from '../../worker/runs.ts';
 import { startDevStack } from '../../worker/stack.ts';
 import type { DevStack } from '../../worker/stack.ts';
 import type { ScriptedTurn } from '../../activities/model/types.ts';
@@ -21,8 +19,11 @@ import { ExitCode, println, UsageError } from '../io.ts';
 import type { CliIo, Command } from '../io.ts';
 import { DEFAULT_ADDRESS, defaultStateDir, projectRoot } from '../local.ts';
 import { streamLogger } from '../logger.ts';
-import { followRun, noticeLines, printRunSummary, uiRunUrl, uiWorkflowsUrl } from '../progress.ts';
-import { loadOrReport, printDecisionTable } from './governance.ts';
+import { noticeLines, uiWorkflowsUrl } from '../progress.ts';
+import { approveInInbox, demoModelFromEnv, runDemoScenes, startStatusPage, STATUS_HOST } from '../demo.ts';
+import type { AuditEvent } from '../../activities/audit/types.ts';
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { loadOrReport } from './governance.ts';
 import { exampleGovernanceFiles, startDevApprovals } from '../dev-approvals.ts';
 import type { DevApprovals } from '../dev-approvals.ts';
 import type { ApprovalNotice } from '../../workflows/approval-types.ts';
@@ -30,14 +31,16 @@ import type { AnyToolSpec } from '../../policy/index.ts';
 
 const USAGE = `usage:
   agent-runtime dev [--state-dir D] [--port N] [--ui-port N] [--approvals-port N] [--governance F]...
-                    [--demo] [--exit-when-done] [--json]
+                    [--demo [--yes]] [--exit-when-done] [--json]
       --state-dir        Temporal database, keys, audit log, workspace (default .agent-runtime)
       --port, --ui-port  Temporal gRPC and Web UI ports (default 7233, 8233)
       --approvals-port   the approvals service: web inbox, email review pages, Slack (default 8288; 0 = any)
       --governance       a governance document the approvals service trusts (repeatable; default: examples/*)
       --model-routes F   the model proxy's routes (YAML): runs with model { provider: routed } use them, and the
                          OpenAI-compatible endpoint starts on --model-gateway-port (default 8290; 0 = any)
-      --demo             run the ops-staging example with a scripted model and follow it
+      --demo             three runs of the ops-staging agent that show every layer (a scripted model, or a
+                         real one with OPENAI_API_KEY, ANTHROPIC_API_KEY or OPENAI_BASE_URL)
+      --yes              the demo approves its one approval itself, through the web inbox (for CI)
       --exit-when-done   exit once started (with --demo: once the run ended; exit 0 if it completed)
       --json             one JSON object per line instead of text
   agent-runtime start [--no-wait] ...   same as dev --demo (--no-wait: exit when the demo is done)`;
@@ -59,6 +62,8 @@ export interface DevOptions {
   readonly demo: boolean;
   readonly exitWhenDone: boolean;
   readonly json: boolean;
+  /** The demo approves its approval itself through the web inbox. */
+  readonly yes?: boolean;
 }
 
 /** The demo: who directs which agent to do what, under which document, with which script. */
@@ -67,6 +72,8 @@ export const DEMO = {
   script: join('examples', 'ops-staging', 'demo.script.yaml'),
   requestedBy: 'carol',
   task: 'Tidy the staging runbooks and bump the app replicas',
+  /** The one approval the demo asks for (`--yes` gives it); the others are left to time out. */
+  approvedRule: 'write-config',
 } as const;
 
 /** Files the workspace starts with (created when missing; the demo script reads and writes them). */
@@ -93,8 +100,10 @@ export const devCommand: Command = async (argv, io) => {
       demo: { type: 'boolean', default: false },
       'exit-when-done': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      yes: { type: 'boolean', default: false },
     },
   });
+  if (values.yes && !values.demo) throw new UsageError('--yes goes with --demo', USAGE);
   return runDev(
     {
       stateDir: resolve(values['state-dir'] ?? defaultStateDir()),
@@ -107,6 +116,7 @@ export const devCommand: Command = async (argv, io) => {
       demo: values.demo,
       exitWhenDone: values['exit-when-done'],
       json: values.json,
+      yes: values.yes,
     },
     io,
   );
@@ -166,12 +176,15 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
 
   let stack: DevStack | undefined;
   let billing: BillingExample | undefined;
+  let statusPage: { port: number; close(): Promise<void> } | undefined;
+  const events: AuditEvent[] = [];
   let approvals: DevApprovals | undefined;
   // notices wait for the approvals service, which needs the stack's client
   let approvalsReady: (value: DevApprovals) => void = () => undefined;
   const approvalsStarted = new Promise<DevApprovals>((resolve) => (approvalsReady = resolve));
   try {
     billing = await startBilling(io);
+    if (demo) statusPage = await startStatusPage();
     say(`Starting Temporal and the workers (state in ${options.stateDir})…`);
     let voteOptions: string[] = [];
     try {
@@ -182,6 +195,20 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
         port: options.port,
         uiPort: options.uiPort,
         ...(billing ? { toolSpecModules: [billing.specModule], tools: billing.tools } : {}),
+        // the demo's status page: its host name resolves to this machine
+        ...(statusPage
+          ? {
+              http: {
+                allowedHosts: [STATUS_HOST],
+                allowPrivateAddresses: [STATUS_HOST],
+                lookup: async (host: string) =>
+                  host === STATUS_HOST
+                    ? [{ address: '127.0.0.1', family: 4 }]
+                    : dnsLookup(host, { all: true }),
+              },
+            }
+          : {}),
+        ...(demo ? { onAudit: (event: AuditEvent) => void events.push(event) } : {}),
         onNotice: async (notice) => {
           if (options.json)
             emit({
@@ -229,8 +256,22 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
     printReady(stack, billing, approvals, options, io);
 
     let code: number = ExitCode.ok;
-    if (demo && !stopping.signal.aborted)
-      code = await runDemo(stack, demo, voteOptions, options, io, stopping.signal);
+    if (demo && statusPage && !stopping.signal.aborted)
+      code = await runDemoScenes({
+        stack,
+        approvals,
+        governance: demo.governance,
+        tiersTurns: demo.turns,
+        requestedBy: DEMO.requestedBy,
+        tiersTask: DEMO.task,
+        statusPort: statusPage.port,
+        events,
+        model: demoModelFromEnv(process.env),
+        io,
+        json: options.json,
+        voteOptions,
+        signal: stopping.signal,
+      });
     if (options.exitWhenDone) return code; // interrupted: the run did not complete here
     if (stopping.signal.aborted) return ExitCode.ok;
 
@@ -256,6 +297,7 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
     }
     await approvals?.close();
     await billing?.close();
+    await statusPage?.close();
     if (stack) {
       if (options.json) emit({ event: 'stopped' });
       else say('Stopped.');
@@ -365,71 +407,6 @@ function printReady(
   for (const [label, value] of rows) println(io.stdout, `${label.padEnd(19)}${value}`);
 }
 
-async function runDemo(
-  stack: DevStack,
-  demo: { governance: LoadedGovernance; turns: readonly ScriptedTurn[] },
-  voteOptions: readonly string[],
-  options: DevOptions,
-  io: CliIo,
-  signal: AbortSignal,
-): Promise<number> {
-  const { document } = demo.governance;
-  if (!options.json) {
-    println(io.stdout);
-    println(io.stdout, `Demo: ${DEMO.requestedBy} directs ${document.identity.id} under ${DEMO.governance}`);
-    println(io.stdout, `  task:  ${DEMO.task}`);
-    println(io.stdout, `  model: scripted (${DEMO.script})`);
-    println(io.stdout);
-    printDecisionTable(compilePolicy(document, demo.governance.policyVersion), io);
-  }
-  const handle = await startAgentRun(stack.client, {
-    governance: demo.governance,
-    task: DEMO.task,
-    requestedBy: DEMO.requestedBy,
-    model: { provider: 'scripted', turns: demo.turns },
-    trustedKeys: stack.trustedKeys,
-    options: { requireObserverLease: stack.observerLease },
-  });
-  const runId = handle.workflowId;
-  const runUrl = stack.uiUrl === undefined ? undefined : uiRunUrl(stack.uiUrl, stack.namespace, runId);
-  if (options.json)
-    println(io.stdout, JSON.stringify({ event: 'run_started', runId, uiUrl: runUrl ?? null }));
-  else {
-    println(io.stdout);
-    println(io.stdout, `Run ${runId} started. Decisions as they happen:`);
-  }
-  const outcome = await followRun(handle, {
-    client: stack.client,
-    io,
-    json: options.json,
-    voteOptions,
-    signal,
-  });
-  if (outcome.kind === 'interrupted') return ExitCode.failed;
-  if (outcome.kind === 'failed') {
-    println(io.stderr, `agent-runtime: the demo run failed: ${outcome.message}`);
-    return ExitCode.failed;
-  }
-  const { result } = outcome;
-  if (options.json) {
-    println(
-      io.stdout,
-      JSON.stringify({
-        event: 'run_finished',
-        runId,
-        status: result.status,
-        steps: result.usage.steps,
-        answer: result.answer,
-      }),
-    );
-  } else {
-    println(io.stdout);
-    printRunSummary(io, runId, result);
-    if (runUrl !== undefined) println(io.stdout, `Temporal UI: ${runUrl}`);
-  }
-  return result.status === 'completed' ? ExitCode.ok : ExitCode.failed;
-}
-
 /** Hands a notice to the approvals service and, for a new request, prints a sign-in link per approver. */
 async function deliverNotice(
   approvals: DevApprovals,
@@ -441,6 +418,28 @@ async function deliverNotice(
   if (notice.kind !== 'request') return;
   const request = await approvals.host.service.getRequest(notice.approvalWorkflowId);
   if (!request) return; // not trusted by the service (audited); the vote command above still works
+  if (options.yes && notice.request.ruleId === DEMO.approvedRule) {
+    const approver = approvals.host.service.recipients(request)[0]?.id;
+    if (approver !== undefined) {
+      if (options.json)
+        println(
+          io.stdout,
+          JSON.stringify({
+            event: 'auto_approve',
+            principal: approver,
+            approvalWorkflowId: notice.approvalWorkflowId,
+          }),
+        );
+      else println(io.stdout, `    --yes: ${approver} approves it in the web inbox`);
+      // after this notice is handled: the vote's Update waits for the workflow, which waits for this activity
+      setTimeout(() => {
+        approveInInbox(approvals, notice.approvalWorkflowId, approver).catch((error: unknown) =>
+          println(io.stderr, `warning: --yes could not approve: ${(error as Error).message}`),
+        );
+      }, 0);
+    }
+    return;
+  }
   for (const contact of approvals.host.service.recipients(request)) {
     const link = await approvals.host.createSignInLink(contact.id);
     if (options.json)

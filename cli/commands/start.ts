@@ -10,8 +10,9 @@ import { defaultStateDir } from '../local.ts';
 import { parsePort, runDev } from './dev.ts';
 
 const USAGE = `usage:
-  agent-runtime start [--state-dir D] [--port N] [--ui-port N] [--approvals-port N] [--no-wait] [--json]
-      same as: agent-runtime dev --demo (--no-wait: --exit-when-done)`;
+  agent-runtime start [--state-dir D] [--port N] [--ui-port N] [--approvals-port N] [--no-wait] [--yes] [--json]
+      same as: agent-runtime dev --demo (--no-wait: --exit-when-done; --yes: the demo approves its
+      one approval itself through the web inbox)`;
 
 export const startCommand: Command = async (argv, io) => {
   const { values } = parseArgs({
@@ -24,6 +25,7 @@ export const startCommand: Command = async (argv, io) => {
       'approvals-port': { type: 'string' },
       'no-wait': { type: 'boolean', default: false },
       'exit-when-done': { type: 'boolean', default: false },
+      yes: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   });
@@ -37,6 +39,7 @@ export const startCommand: Command = async (argv, io) => {
       demo: true,
       exitWhenDone: values['no-wait'] || values['exit-when-done'],
       json: values.json,
+      yes: values.yes,
     },
     io,
   );
