@@ -85,6 +85,9 @@ export function demoModelFromEnv(env: NodeJS.ProcessEnv): ModelConfig | undefine
   return undefined;
 }
 
+/** Longest a real-model run of the demo may take, approval waits included. */
+const REAL_MODEL_RUN_MS = 3 * 60_000;
+
 /** One line of the final table. */
 interface Check {
   readonly shows: string;
@@ -357,6 +360,8 @@ export async function runDemoScenes(ctx: DemoContext): Promise<number> {
       requestedBy: ctx.requestedBy,
       model: ctx.model ?? { provider: 'scripted', turns: scene.turns },
       trustedKeys: stack.trustedKeys,
+      // a real model may ask for approvals nobody gives: the demo does not wait out their 15 minutes
+      ...(ctx.model ? { budgets: { maxWallTimeMs: REAL_MODEL_RUN_MS } } : {}),
       options: { requireObserverLease: stack.observerLease },
     });
     const runId = handle.workflowId;
@@ -404,7 +409,14 @@ export async function runDemoScenes(ctx: DemoContext): Promise<number> {
     out(
       renderTable(
         ['#', 'WHAT IT SHOWS', 'LAYER', 'RESULT', 'WHAT HAPPENED'],
-        rows.map((r, i) => [String(i + 1), r.shows, r.layer, r.ok ? 'ok' : 'NOT AS EXPECTED', r.detail]),
+        rows.map((r, i) => [
+          String(i + 1),
+          r.shows,
+          r.layer,
+          // a real model decides for itself what to try: its runs are reported, not judged
+          ctx.model === undefined ? (r.ok ? 'ok' : 'NOT AS EXPECTED') : r.ok ? 'seen' : 'not seen',
+          r.detail,
+        ]),
         90,
       ),
     );
