@@ -3,16 +3,15 @@
  * and the `governance approve-change` / `verify-change` commands run in process through `main()` with keys
  * made by `initSigningKey`.
  */
+import { runCli } from '../test/run-cli.ts';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, test } from 'vitest';
 import { initSigningKey, loadPublicKeys } from '../approval-channels/keys.ts';
-import { main } from '../cli/main.ts';
 import { canonicalJson, keyIdOf, parseGovernance } from '../policy/index.ts';
 import {
   GovernanceChangeRefusal,
@@ -236,16 +235,7 @@ describe('agent-runtime governance approve-change / verify-change', () => {
   const root = fileURLToPath(new URL('..', import.meta.url));
   const ops = join(root, 'examples/ops-staging/governance.yaml');
 
-  async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    const out: string[] = [];
-    const err: string[] = [];
-    stdout.on('data', (chunk: Buffer) => out.push(chunk.toString()));
-    stderr.on('data', (chunk: Buffer) => err.push(chunk.toString()));
-    const code = await main(argv, { stdout, stderr });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  }
+  const run = (...argv: string[]) => runCli(argv);
 
   async function setup(): Promise<{ dir: string; secret: string; pub: string; keyId: string }> {
     const dir = await mkdtemp(join(tmpdir(), 'ar-change-'));

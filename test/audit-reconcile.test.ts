@@ -3,10 +3,10 @@
  * a prohibited read, continue-as-new after every turn) reconciles cleanly against its real
  * history; a dropped or forged audit record is reported; the CLI reads a real SQLite chain store.
  */
+import { runCli } from './run-cli.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AuditEvent } from '../activities/audit/types.ts';
@@ -48,16 +48,7 @@ async function chainWith(name: string, events: readonly AuditEvent[]): Promise<s
   return stateDir;
 }
 
-async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: string[] = [];
-  const err: string[] = [];
-  stdout.on('data', (chunk: Buffer) => out.push(chunk.toString()));
-  stderr.on('data', (chunk: Buffer) => err.push(chunk.toString()));
-  const code = await reconcileCommand(argv, { stdout, stderr });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
+const cli = (...argv: string[]) => runCli(argv, reconcileCommand);
 const server = () => ['--address', inject('temporalAddress'), '--namespace', inject('temporalNamespace')];
 
 describe('audit reconcile on a real run', () => {

@@ -3,14 +3,14 @@
  * starts its own Temporal dev server (free ports, state in a temporary directory) and the demo
  * run; other processes list the pending approval, are refused, and cast the vote the demo printed.
  */
-import { execFile, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { findFreePort } from '../worker/temporal/dev-server.ts';
+import { startDemoProcess } from './demo-process.ts';
+import type { DemoProcess } from './demo-process.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'dist/cli/bin.js');
@@ -35,62 +35,18 @@ function cli(...argv: string[]): Promise<Exit> {
 describe('dev --demo with a vote from another process', () => {
   let stateDir: string;
   let address: string;
-  let dev: ChildProcess;
-  let stdout = '';
-  let stderr = '';
-  let exited: Promise<number | null>;
+  let demo: DemoProcess;
 
-  /** Resolves with the first match of `pattern` in the demo's stdout. */
-  const waitForOutput = (pattern: RegExp, timeoutMs = 45_000): Promise<RegExpMatchArray> =>
-    new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const match = stdout.match(pattern);
-        if (match) {
-          clearTimeout(timer);
-          dev.stdout?.off('data', check);
-          resolve(match);
-        }
-        return match !== null;
-      };
-      const timer = setTimeout(() => {
-        dev.stdout?.off('data', check);
-        reject(new Error(`no ${String(pattern)} in:\n${stdout}\n--- stderr ---\n${stderr}`));
-      }, timeoutMs);
-      if (!check()) dev.stdout?.on('data', check);
-    });
+  const waitForOutput = (pattern: RegExp, timeoutMs?: number) => demo.waitForOutput(pattern, timeoutMs);
 
   beforeAll(async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'ar-cli-dev-'));
-    const [port, uiPort] = [await findFreePort(), await findFreePort()];
-    address = `127.0.0.1:${port}`;
-    dev = spawn(
-      process.execPath,
-      [
-        bin,
-        'dev',
-        '--demo',
-        '--exit-when-done',
-        '--state-dir',
-        stateDir,
-        '--port',
-        `${port}`,
-        '--ui-port',
-        `${uiPort}`,
-        '--approvals-port',
-        '0',
-      ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    dev.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    dev.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    exited = new Promise((resolve) => dev.once('exit', (code) => resolve(code)));
+    demo = await startDemoProcess('dev', ['--demo', '--exit-when-done'], { stateDir });
+    address = demo.address;
   });
 
   afterAll(async () => {
-    if (dev.exitCode === null && dev.signalCode === null) {
-      dev.kill('SIGTERM');
-      await exited;
-    }
+    await demo?.stop();
     await rm(stateDir, { recursive: true, force: true });
   });
 
@@ -114,14 +70,16 @@ describe('dev --demo with a vote from another process', () => {
       '--key',
       join(stateDir, 'keys', 'vote-signing.key'),
     ]);
-    expect(stdout).toContain(`Temporal frontend  ${address}`);
-    expect(stdout).toMatch(
+    expect(demo.stdout()).toContain(`Temporal frontend  ${address}`);
+    expect(demo.stdout()).toMatch(
       /Running workflows +http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\?query=/,
     );
     // the notice (from the approvals worker) can print before the run's progress reaches the wait
     await waitForOutput(/│ rule write-config needs 1 of: bob, dana/);
-    expect(stdout).toMatch(/step 1 +fs\.list \/workspace\/docs +→ autonomous \(read-workspace\) +executed/);
-    expect(stdout).toMatch(
+    expect(demo.stdout()).toMatch(
+      /step 1 +fs\.list \/workspace\/docs +→ autonomous \(read-workspace\) +executed/,
+    );
+    expect(demo.stdout()).toMatch(
       /step 3 +fs\.write \/workspace\/runbooks\/restart\.md +→ preapproved \(write-docs\) +executed/,
     );
   });
@@ -187,8 +145,8 @@ describe('dev --demo with a vote from another process', () => {
     expect(vote.stderr).toBe('');
     expect(vote.code).toBe(0);
     expect(vote.stdout).toContain(`bob voted approve on ${approvalId}: approved`);
-    expect(await exited).toBe(0);
-    const summary = stdout.slice(stdout.indexOf('STEP  TOOL'));
+    expect(await demo.exited).toBe(0);
+    const summary = demo.stdout().slice(demo.stdout().indexOf('STEP  TOOL'));
     for (const row of [
       /fs\.list +\/workspace\/docs +autonomous +read-workspace +executed/,
       /fs\.read +\/workspace\/config\/app\.yaml +autonomous +read-workspace +executed/,
@@ -199,13 +157,13 @@ describe('dev --demo with a vote from another process', () => {
       /shell\.exec +prohibited +unknown_tool +denied/,
     ])
       expect(summary).toMatch(row);
-    expect(stdout).toMatch(/Run run-ops-assistant-[0-9a-f]+ completed: 7 steps/);
-    expect(stdout).toMatch(/Answer: Wrote runbooks\/restart\.md/);
-    expect(stdout).toMatch(
+    expect(demo.stdout()).toMatch(/Run run-ops-assistant-[0-9a-f]+ completed: 7 steps/);
+    expect(demo.stdout()).toMatch(/Answer: Wrote runbooks\/restart\.md/);
+    expect(demo.stdout()).toMatch(
       /Temporal UI: http:\/\/127\.0\.0\.1:\d+\/namespaces\/default\/workflows\?query=WorkflowId/,
     );
     // then the injection and read-burst runs; the unanswered post times out after 30 s
-    expect(stdout).toMatch(/10 of 10 as expected\./);
-    expect(stdout).toMatch(/Stopped\.\n$/);
+    expect(demo.stdout()).toMatch(/10 of 10 as expected\./);
+    expect(demo.stdout()).toMatch(/Stopped\.\n$/);
   }, 150_000);
 });

@@ -2,15 +2,14 @@
  * The `agent-runtime` CLI: in-process through `main()` for the decision and validation paths, and
  * as a real child process through the package `bin` for exit codes and the dev server.
  */
+import { runCli } from './run-cli.ts';
 import { execFile } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
-import { main } from '../cli/main.ts';
 import { Connection } from '@temporalio/client';
 import { findFreePort, startDevServer } from '../worker/temporal/dev-server.ts';
 import { SEARCH_ATTRIBUTES } from '../worker/temporal/search-attributes.ts';
@@ -20,16 +19,7 @@ const ops = join(root, 'examples/ops-staging/governance.yaml');
 const finance = join(root, 'examples/support-finance/governance.yaml');
 const bin = join(root, 'bin/agent-runtime.js');
 
-async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: string[] = [];
-  const err: string[] = [];
-  stdout.on('data', (chunk: Buffer) => out.push(chunk.toString()));
-  stderr.on('data', (chunk: Buffer) => err.push(chunk.toString()));
-  const code = await main(argv, { stdout, stderr });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
+const run = (...argv: string[]) => runCli(argv);
 
 const relative = (text: string): string => text.replaceAll(root, '');
 
@@ -39,7 +29,7 @@ describe('governance validate', () => {
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('');
     expect(relative(result.stdout)).toMatch(
-      /^examples\/ops-staging\/governance\.yaml: valid: agent ops-assistant, 12 rules, policyVersion [0-9a-f]{64}\n$/,
+      /^examples\/ops-staging\/governance\.yaml: valid: agent ops-assistant, 14 rules, policyVersion [0-9a-f]{64}\n$/,
     );
   });
 

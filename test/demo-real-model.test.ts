@@ -3,16 +3,14 @@
  * cloud is out of reach here). The three tasks go to the model as prompts, with the tools offered; what it
  * does is reported, not checked.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { startOpenAIStandIn } from '../activities/model/standins/index.ts';
 import type { StandIn } from '../activities/model/standins/index.ts';
-import { findFreePort } from '../worker/temporal/dev-server.ts';
+import { startDemoProcess } from './demo-process.ts';
 
-const root = join(import.meta.dirname, '..');
 let stateDir = '';
 let model: StandIn | undefined;
 afterAll(async () => {
@@ -29,42 +27,13 @@ test('OPENAI_BASE_URL + OPENAI_API_KEY: the demo sends its three tasks to the mo
     },
   });
   stateDir = await mkdtemp(join(tmpdir(), 'ar-demo-model-'));
-  const [port, uiPort] = [await findFreePort(), await findFreePort()];
-  const child = spawn(
-    process.execPath,
-    [
-      join(root, 'bin', 'agent-runtime.js'),
-      'start',
-      '--no-wait',
-      '--yes',
-      '--json',
-      '--state-dir',
-      stateDir,
-      '--port',
-      `${port}`,
-      '--ui-port',
-      `${uiPort}`,
-      '--approvals-port',
-      '0',
-    ],
-    {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        OPENAI_BASE_URL: model.url,
-        OPENAI_API_KEY: 'sk-demo-key',
-        ANTHROPIC_API_KEY: '',
-      },
-    },
-  );
-  let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  const events = stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const demo = await startDemoProcess('start', ['--no-wait', '--yes', '--json'], {
+    stateDir,
+    env: { OPENAI_BASE_URL: model.url, OPENAI_API_KEY: 'sk-demo-key', ANTHROPIC_API_KEY: '' },
+  });
+  const code = await demo.exited;
+  const events = demo.events();
+  const stdout = demo.stdout();
   expect(code, stdout.slice(-3000)).toBe(0);
   expect(events.find((e) => e['event'] === 'demo_summary')).toMatchObject({ checked: false });
   expect(events.filter((e) => e['event'] === 'run_finished').map((e) => e['status'])).toEqual([

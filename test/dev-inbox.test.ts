@@ -3,69 +3,25 @@
  * process, prints a one-time web inbox link for the SRE, and headless Chromium signs in, opens the
  * request and clicks Approve; the demo run then completes and the process exits 0.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { findFreePort } from '../worker/temporal/dev-server.ts';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'dist/cli/bin.js');
+import { startDemoProcess } from './demo-process.ts';
+import type { DemoProcess } from './demo-process.ts';
 
 describe('npm start demo, approved in the web inbox', () => {
   let stateDir: string;
-  let dev: ChildProcess;
+  let demo: DemoProcess;
   let browser: Browser;
-  let stdout = '';
-  let stderr = '';
-  let exited: Promise<number | null>;
 
-  const waitForOutput = (pattern: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> =>
-    new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const match = stdout.match(pattern);
-        if (!match) return false;
-        clearTimeout(timer);
-        dev.stdout?.off('data', check);
-        resolve(match);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        dev.stdout?.off('data', check);
-        reject(new Error(`no ${String(pattern)} in:\n${stdout}\n--- stderr ---\n${stderr}`));
-      }, timeoutMs);
-      if (!check()) dev.stdout?.on('data', check);
-    });
+  const waitForOutput = (pattern: RegExp, timeoutMs?: number) => demo.waitForOutput(pattern, timeoutMs);
 
   beforeAll(async () => {
     stateDir = await mkdtemp(join(tmpdir(), 'ar-dev-inbox-'));
-    const [port, uiPort] = [await findFreePort(), await findFreePort()];
-    dev = spawn(
-      process.execPath,
-      [
-        bin,
-        'dev',
-        '--demo',
-        '--exit-when-done',
-        '--state-dir',
-        stateDir,
-        '--port',
-        `${port}`,
-        '--ui-port',
-        `${uiPort}`,
-        '--approvals-port',
-        '0',
-      ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    dev.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    dev.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    exited = new Promise((resolve) => dev.once('exit', (code) => resolve(code)));
+    demo = await startDemoProcess('dev', ['--demo', '--exit-when-done'], { stateDir });
     browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
       headless: true,
@@ -82,17 +38,16 @@ describe('npm start demo, approved in the web inbox', () => {
 
   afterAll(async () => {
     await browser?.close();
-    if (dev.exitCode === null) dev.kill('SIGINT');
-    await exited;
+    await demo?.stop();
     await rm(stateDir, { recursive: true, force: true });
   });
 
   test('the SRE signs in with the printed link, approves in the inbox, and the demo completes', async () => {
     const [, link] = await waitForOutput(/web inbox for bob: (http:\/\/127\.0\.0\.1:\d+\/signin\/\S+)/);
     // the same request also went out by email (to the local capture), one link per approver
-    expect(stdout).toMatch(/\[mail to bob@acme\.test\] \[Approval needed\] fs\.write/);
-    expect(stdout).toMatch(/\[mail to dana@acme\.test\] \[Approval needed\] fs\.write/);
-    expect(stdout).not.toMatch(/\[mail to carol@acme\.test\]/); // the requester is never asked
+    expect(demo.stdout()).toMatch(/\[mail to bob@acme\.test\] \[Approval needed\] fs\.write/);
+    expect(demo.stdout()).toMatch(/\[mail to dana@acme\.test\] \[Approval needed\] fs\.write/);
+    expect(demo.stdout()).not.toMatch(/\[mail to carol@acme\.test\]/); // the requester is never asked
 
     const page = await browser.newPage();
     await page.goto(link!);
@@ -107,9 +62,9 @@ describe('npm start demo, approved in the web inbox', () => {
     await page.waitForURL(/\/vote$/);
     expect(await page.locator('h1').textContent()).toBe('Approved. The agent may now perform the action.');
 
-    expect(await exited).toBe(0);
-    expect(stdout).toMatch(/fs\.write \/workspace\/config\/app\.yaml\s+→ approval \(write-config\)/);
-    expect(stdout).toMatch(/Run run-ops-assistant-[0-9a-f]+ completed: 7 steps/);
+    expect(await demo.exited).toBe(0);
+    expect(demo.stdout()).toMatch(/fs\.write \/workspace\/config\/app\.yaml\s+→ approval \(write-config\)/);
+    expect(demo.stdout()).toMatch(/Run run-ops-assistant-[0-9a-f]+ completed: 7 steps/);
     expect(await readFile(join(stateDir, 'workspace', 'config', 'app.yaml'), 'utf8')).toContain(
       'replicas: 3',
     );

@@ -1,9 +1,8 @@
+import { runCli } from './run-cli.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, describe, expect, test } from 'vitest';
-import { main } from '../cli/main.ts';
 import { BUILTIN_RULES_YAML } from '../observer/rules/builtin.ts';
 import { loadObserverConfig } from '../observer/service-config.ts';
 import { openObserverStore } from '../observer/store.ts';
@@ -12,17 +11,8 @@ const dir = mkdtempSync(join(tmpdir(), 'ar-observer-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, done) {
-        append(String(chunk));
-        done();
-      },
-    });
-  const code = await main(argv, { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)) });
-  return { code, out, err };
+  const { code, stdout, stderr } = await runCli(argv);
+  return { code, out: stdout, err: stderr };
 }
 
 function file(name: string, text: string): string {

@@ -3,6 +3,7 @@
  * the audit aggregator and the observer as their own processes), with scripted agents whose turns
  * "think" like a real model does. Scenarios run in order on one stack; the observer is killed last.
  */
+import { runCli } from './run-cli.ts';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server } from 'node:http';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,13 +12,11 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createAuditAggregatorClient } from '../audit/client.ts';
 import type { AuditEvent } from '../activities/audit/types.ts';
 import type { ScriptedTurn } from '../activities/model/types.ts';
 import { loadSecretKey, SECRET_KEY_FILE } from '../approval-channels/keys.ts';
-import { main } from '../cli/main.ts';
 import { governanceChangeEvent, signGovernanceChange } from '../observer/governance-change.ts';
 import { openObserverStore } from '../observer/store.ts';
 import { parseGovernanceOrThrow } from '../policy/index.ts';
@@ -82,15 +81,8 @@ const decision = (runId: string, step: number) =>
   events.find((e) => e.run === runId && e.kind === 'decision' && e.step === step);
 
 async function cli(argv: string[]): Promise<{ code: number; out: string }> {
-  let out = '';
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      out += String(chunk);
-      done();
-    },
-  });
-  const code = await main(argv, { stdout: sink, stderr: sink });
-  return { code, out };
+  const { code, stdout, stderr } = await runCli(argv);
+  return { code, out: stdout + stderr };
 }
 
 /** A consistent copy of the live audit store (and the keys) to tamper with. */

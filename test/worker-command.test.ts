@@ -3,13 +3,13 @@
  * processes on the shared dev server, auditing to a real aggregator (SQLite), serving /metrics;
  * and the configuration file's refusals, pinned.
  */
+import { runCli } from './run-cli.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -25,7 +25,6 @@ import { startAuditAggregator, tokenSha256 } from '../audit/server.ts';
 import type { AuditAggregator } from '../audit/server.ts';
 import { openSqliteAuditStore } from '../audit/sqlite.ts';
 import type { AuditStore } from '../audit/store.ts';
-import { main } from '../cli/main.ts';
 import { keyIdOf } from '../policy/index.ts';
 import type { LoadedGovernance } from '../policy/index.ts';
 import { startChild } from '../worker/child.ts';
@@ -72,17 +71,8 @@ async function freePort(): Promise<number> {
 
 /** Runs the CLI in process. */
 async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, done) {
-        append(String(chunk));
-        done();
-      },
-    });
-  const code = await main(argv, { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)) });
-  return { code, out, err };
+  const { code, stdout, stderr } = await runCli(argv);
+  return { code, out: stdout, err: stderr };
 }
 
 /** The message a promise rejects with, `<dir>` for the temp dir. */
