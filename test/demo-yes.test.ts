@@ -16,6 +16,19 @@ afterAll(async () => {
 test('npm start --yes: the demo runs to its summary by itself, every check as expected, exit 0', async () => {
   stateDir = await mkdtemp(join(tmpdir(), 'ar-demo-yes-'));
   const demo = await startDemoProcess('start', ['--no-wait', '--yes', '--json'], { stateDir });
+  // while the demo runs: every process's Prometheus endpoint answers with its own metrics
+  const ready = await demo.waitForOutput(/^\{"event":"ready".*$/m, 120_000);
+  const metrics = (JSON.parse(ready[0]) as { metrics: Record<string, string | null> }).metrics;
+  await demo.waitForOutput(/"event":"run_finished","scene":"tiers"/, 120_000);
+  const scrape = async (url: string | null | undefined) => (url ? (await fetch(url)).text() : '');
+  expect(await scrape(metrics['workers'])).toMatch(
+    /^agent_runtime_decisions_total\{[^}]*tier="autonomous"[^}]*\} \d+/m,
+  );
+  expect(await scrape(metrics['workers'])).toMatch(/^temporal_worker_task_slots_available/m);
+  expect(await scrape(metrics['aggregator'])).toMatch(
+    /^agent_runtime_audit_appended_total\{source="guard"\} \d+/m,
+  );
+  expect(await scrape(metrics['observer'])).toMatch(/^agent_runtime_observer_events_total \d+/m);
   const code = await demo.exited;
   const events = demo.events();
   const [stdout, stderr] = [demo.stdout(), demo.stderr()];

@@ -130,6 +130,8 @@ export interface DevObserver {
   /** Its own store (`agent-runtime observer status --store …`). */
   readonly storeFile: string;
   readonly heartbeatTtlMs: number;
+  /** Its Prometheus endpoint (`…/metrics`), when one was asked for. */
+  readonly metricsUrl: string | undefined;
   /** Kills it (tests of the fail-safe lease). */
   kill(signal?: NodeJS.Signals): void;
   /** Starts it again after a kill or stop. */
@@ -369,7 +371,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
           name: 'observer',
           args: ['observer', 'serve', '--config', observerConfig],
           env: { AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN: tokens.observer },
-          ready: /^observer: \d+ rules/,
+          ready: /^observer: \d+ rules.*?(?:metrics at (\S+))?$/,
           onLine: (line) => log(line),
         });
       let child = await launch();
@@ -379,6 +381,9 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         },
         storeFile: join(observerDir, 'observer.db'),
         heartbeatTtlMs,
+        get metricsUrl() {
+          return child.ready[1];
+        },
         kill: (signal = 'SIGKILL') => child.kill(signal),
         restart: async () => {
           await child.stop();

@@ -23,6 +23,7 @@ import { noticeLines, uiWorkflowsUrl } from '../progress.ts';
 import { approveInInbox, demoModelFromEnv, runDemoScenes, startStatusPage, STATUS_HOST } from '../demo.ts';
 import type { AuditEvent } from '../../activities/audit/types.ts';
 import { lookup as dnsLookup } from 'node:dns/promises';
+import { findFreePort } from '../../worker/temporal/dev-server.ts';
 import { loadOrReport } from './governance.ts';
 import { exampleGovernanceFiles, startDevApprovals } from '../dev-approvals.ts';
 import type { DevApprovals } from '../dev-approvals.ts';
@@ -191,6 +192,10 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
       const model = options.modelRoutes ? await modelOptions(options, root) : undefined;
       stack = await startDevStack({
         ...(model ? { model } : {}),
+        // Prometheus endpoints on free ports (printed below): workers (+ Temporal Core SDK metrics), observer
+        metricsPort: 0,
+        temporalMetricsAddress: `127.0.0.1:${await findFreePort()}`,
+        observer: { metricsPort: 0 },
         stateDir: options.stateDir,
         port: options.port,
         uiPort: options.uiPort,
@@ -368,6 +373,11 @@ function printReady(
         billingApiUrl: billing?.url ?? null,
         inboxUrl: inbox,
         slack: approvals.host.slack !== null,
+        metrics: {
+          workers: stack.metricsUrl === undefined ? null : `${stack.metricsUrl}/metrics`,
+          aggregator: `${stack.aggregator.url}/metrics`,
+          observer: stack.observer?.metricsUrl ?? null,
+        },
       }),
     );
     return;
@@ -377,6 +387,26 @@ function printReady(
     ...(stack.uiUrl === undefined ? [] : [['Temporal Web UI', stack.uiUrl] as [string, string]]),
     ...(running === undefined ? [] : [['Running workflows', running] as [string, string]]),
     ['Workers', 'agents, tools, approvals (in this process)'],
+    [
+      'Audit aggregator',
+      `${stack.aggregator.url} (own process; npx agent-runtime audit verify|tail|reconcile)`,
+    ],
+    [
+      'Observer',
+      stack.observer
+        ? `own process (npx agent-runtime observer status|findings)`
+        : 'not running (runs are not watched)',
+    ],
+    [
+      'Metrics',
+      [
+        stack.metricsUrl === undefined ? undefined : `${stack.metricsUrl}/metrics`,
+        `${stack.aggregator.url}/metrics`,
+        stack.observer?.metricsUrl,
+      ]
+        .filter((url) => url !== undefined)
+        .join('  '),
+    ],
     ['Approvals inbox', `${inbox} (sign-in links are printed with each request)`],
     ['Email', `local capture on 127.0.0.1:${approvals.mail.port} (messages printed here)`],
     [
