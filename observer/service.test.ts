@@ -131,6 +131,24 @@ describe('observer service', () => {
     });
   });
 
+  test('a lift an operator recorded in the store (observer lift) is carried out at the next sweep', async () => {
+    const control = recordingControl();
+    const service = observer(control);
+    await service.start();
+    await burst('run-1', 15);
+    await service.idle();
+    const [active] = store.interventions({ status: 'active' });
+    const n = store.requestLift(active!.id, 'alice', 'false positive', new Date(clock).toISOString());
+    expect(store.liftOutcome(n)).toBeNull();
+    await service.sweep();
+    expect(store.liftOutcome(n)).toBe('lifted');
+    expect(control.calls.at(-1)).toEqual({ op: 'unfreeze', run: 'run-1', detail: ['fs.read'] });
+    expect(store.intervention(active!.id)?.status).toBe('lifted');
+    const again = store.requestLift(active!.id, 'alice', 'twice', new Date(clock).toISOString());
+    await service.sweep();
+    expect(store.liftOutcome(again)).toBe('not-active');
+  });
+
   test('restarting re-reads the warm-up window without recording or applying anything twice', async () => {
     const control = recordingControl();
     const first = observer(control);

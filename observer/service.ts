@@ -525,6 +525,12 @@ export function createObserverService(options: ObserverServiceOptions): Observer
     }
   };
 
+  const lift = async (interventionId: string, who: string, reason: string): Promise<boolean> => {
+    const row = store.intervention(interventionId);
+    if (!row || row.status !== InterventionStatus.active) return false;
+    return end(row, InterventionStatus.lifted, who, reason);
+  };
+
   const status = (): ObserverStatus => {
     const { evalMs, ...rest } = stats;
     return {
@@ -545,6 +551,10 @@ export function createObserverService(options: ObserverServiceOptions): Observer
   };
 
   const sweep = async (): Promise<void> => {
+    for (const request of store.pendingLifts()) {
+      const lifted = await lift(request.interventionId, request.by, request.reason);
+      store.finishLift(request.n, lifted ? 'lifted' : 'not-active', iso());
+    }
     for (const f of engine.tick()) await handleFinding(f);
     for (const row of store.dueInterventions(iso()))
       await end(
@@ -601,10 +611,6 @@ export function createObserverService(options: ObserverServiceOptions): Observer
         if (chain === before && inflight.size === 0) return;
       }
     },
-    async lift(interventionId, who, reason) {
-      const row = store.intervention(interventionId);
-      if (!row || row.status !== InterventionStatus.active) return false;
-      return end(row, InterventionStatus.lifted, who, reason);
-    },
+    lift,
   };
 }

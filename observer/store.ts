@@ -78,6 +78,18 @@ export interface ObserverStore {
   endIntervention(id: string, status: InterventionStatus, at: string, detail: string | null): boolean;
   /** Active interventions whose `expiresAt` is at or before `at`. */
   dueInterventions(at: string): InterventionRow[];
+  /** An operator asks for an intervention to be lifted (`observer lift`); the running observer carries it out. */
+  requestLift(interventionId: string, by: string, reason: string, at: string): number;
+  /** Lift requests not carried out yet, oldest first. */
+  pendingLifts(): {
+    readonly n: number;
+    readonly interventionId: string;
+    readonly by: string;
+    readonly reason: string;
+  }[];
+  finishLift(n: number, outcome: string, at: string): void;
+  /** A lift request's outcome, or null while it is pending. */
+  liftOutcome(n: number): string | null;
   getState(key: string): unknown;
   putState(key: string, value: unknown): void;
   close(): void;
@@ -95,6 +107,9 @@ const MIGRATIONS = [
      status TEXT NOT NULL, applied_at TEXT NOT NULL, expires_at TEXT, ended_at TEXT, detail TEXT);
    CREATE INDEX intervention_status ON intervention (status, expires_at);
    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  `CREATE TABLE lift_request (
+     n INTEGER PRIMARY KEY AUTOINCREMENT, intervention TEXT NOT NULL, by TEXT NOT NULL, reason TEXT NOT NULL,
+     requested_at TEXT NOT NULL, done_at TEXT, outcome TEXT);`,
 ];
 
 type Row = Record<string, unknown>;
@@ -171,6 +186,14 @@ export function openObserverStore(
     due: db.prepare(
       `SELECT * FROM intervention WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at`,
     ),
+    requestLift: db.prepare(
+      'INSERT INTO lift_request (intervention, by, reason, requested_at) VALUES (?, ?, ?, ?) RETURNING n',
+    ),
+    pendingLifts: db.prepare(
+      'SELECT n, intervention, by, reason FROM lift_request WHERE done_at IS NULL ORDER BY n',
+    ),
+    finishLift: db.prepare('UPDATE lift_request SET done_at = ?, outcome = ? WHERE n = ?'),
+    liftOutcome: db.prepare('SELECT outcome FROM lift_request WHERE n = ?'),
     getState: db.prepare('SELECT value FROM state WHERE key = ?'),
     putState: db.prepare(
       'INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
@@ -250,6 +273,16 @@ export function openObserverStore(
     },
     endIntervention: (id, status, at, detail) => Number(q.end.run(status, at, detail, id).changes) === 1,
     dueInterventions: (at) => q.due.all(at).map(interventionOf),
+    requestLift: (id, by, reason, at) => Number(q.requestLift.get(id, by, reason, at)?.['n']),
+    pendingLifts: () =>
+      q.pendingLifts.all().map((r) => ({
+        n: Number(r['n']),
+        interventionId: str(r['intervention']),
+        by: str(r['by']),
+        reason: str(r['reason']),
+      })),
+    finishLift: (n, outcome, at) => void q.finishLift.run(at, outcome, n),
+    liftOutcome: (n) => optStr(q.liftOutcome.get(n)?.['outcome']),
     getState: (key) => {
       const value = q.getState.get(key)?.['value'];
       return value === undefined ? undefined : (JSON.parse(String(value)) as unknown);

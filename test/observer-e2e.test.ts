@@ -374,6 +374,31 @@ describe('observer on the real stack', () => {
     expect(decision(after.workflowId, 1)?.attrs).toMatchObject({ tier: 'preapproved', posture: 'normal' });
   }, 60_000);
 
+  test('observer lift: the running observer undoes a freeze an operator lifts, audited', async () => {
+    const store = openObserverStore(stack.observer!.storeFile, { readOnly: true });
+    const freeze = store
+      .interventions({ status: 'active' })
+      .find((i) => i.run === burstRun && i.action === 'freeze');
+    store.close();
+    expect(freeze).toBeDefined();
+    const lifted = await cli([
+      'observer',
+      'lift',
+      freeze!.id.slice(0, 20),
+      '--as',
+      'alice',
+      '--reason',
+      'reviewed: the archive reads were a legitimate summary',
+      '--store',
+      stack.observer!.storeFile,
+    ]);
+    expect(lifted.out).toContain('freeze on run-');
+    expect(lifted.code).toBe(0);
+    const after = openObserverStore(stack.observer!.storeFile, { readOnly: true });
+    expect(after.intervention(freeze!.id)?.status).toBe('lifted');
+    after.close();
+  });
+
   test('observer status and findings read its own store', async () => {
     const status = await cli(['observer', 'status', '--store', stack.observer!.storeFile, '--json']);
     expect(status.code).toBe(0);

@@ -22,6 +22,8 @@ const USAGE = `usage:
   agent-runtime observer status [--json]           cursor, heartbeat, findings and active interventions
   agent-runtime observer findings [--run R] [-n N] [--json]
   agent-runtime observer interventions [--active] [-n N] [--json]
+  agent-runtime observer lift <intervention id or prefix> --as P --reason R
+                                                   the running observer undoes it (unfreeze / normal posture)
   agent-runtime observer rules test <rules.yaml> [--json]
                                                    run every rule's positive and negative fixtures
       --state-dir D   the state directory of \`agent-runtime dev\` (default .agent-runtime)
@@ -154,6 +156,60 @@ async function interventions(argv: readonly string[], io: CliIo): Promise<number
   }
 }
 
+async function lift(argv: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: true,
+    options: {
+      'state-dir': { type: 'string' },
+      store: { type: 'string' },
+      as: { type: 'string' },
+      reason: { type: 'string' },
+      'timeout-ms': { type: 'string', default: '15000' },
+    },
+  });
+  const [wanted] = positionals;
+  if (wanted === undefined || positionals.length !== 1 || !values.as || !values.reason)
+    throw new UsageError('expected: observer lift <intervention id> --as <principal> --reason <text>', USAGE);
+  const readable = openStore(values);
+  const matches = readable.interventions({ limit: 10_000 }).filter((i) => i.id.startsWith(wanted));
+  readable.close();
+  if (matches.length !== 1) {
+    println(
+      io.stderr,
+      `agent-runtime: ${matches.length === 0 ? 'no' : `${matches.length}`} interventions match "${wanted}"`,
+    );
+    return ExitCode.failed;
+  }
+  const target = matches[0]!;
+  if (target.status !== 'active') {
+    println(io.stderr, `agent-runtime: intervention ${target.id} is ${target.status}, not active`);
+    return ExitCode.failed;
+  }
+  const file = values.store ?? join(values['state-dir'] ?? defaultStateDir(), 'observer', 'observer.db');
+  const store = openObserverStore(file);
+  try {
+    const n = store.requestLift(target.id, values.as, values.reason, new Date().toISOString());
+    const deadline = Date.now() + Number(values['timeout-ms']);
+    while (Date.now() < deadline) {
+      const outcome = store.liftOutcome(n);
+      if (outcome !== null) {
+        println(io.stdout, `${target.action} on ${target.run ?? target.agent ?? '—'}: ${outcome}`);
+        return outcome === 'lifted' ? ExitCode.ok : ExitCode.failed;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    println(
+      io.stderr,
+      'agent-runtime: the lift is recorded, but no observer carried it out (is it running?)',
+    );
+    return ExitCode.failed;
+  } finally {
+    store.close();
+  }
+}
+
 async function rulesTest(argv: readonly string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...argv],
@@ -197,6 +253,7 @@ export const observerCommand: Command = async (argv, io) => {
   if (sub === 'status') return status(rest, io);
   if (sub === 'findings') return findings(rest, io);
   if (sub === 'interventions') return interventions(rest, io);
+  if (sub === 'lift') return lift(rest, io);
   if (sub === 'rules') return rulesTest(rest, io);
   throw new UsageError(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`, USAGE);
 };
