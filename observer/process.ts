@@ -32,6 +32,7 @@ import type { ObserverAlert, ObserverService } from './service.ts';
 import { durationMs, loadObserverConfig } from './service-config.ts';
 import type { ObserverConfig } from './service-config.ts';
 import { openObserverStore } from './store.ts';
+import { startMetricsScraper } from './scrape.ts';
 
 /** A running observer process's parts. */
 export interface RunningObserver {
@@ -159,6 +160,11 @@ export async function startObserver(
       gauge.set(undefined, ok ? (now() - Date.parse(ok)) / 1000 : Number.POSITIVE_INFINITY);
     },
   });
+  const scraper = startMetricsScraper({
+    targets: config.scrape.map((t) => ({ job: t.job, url: t.url, everyMs: durationMs(t.every) })),
+    onEvents: (events) => service.ingestMetrics(events),
+    onError: (error) => log(`observer: scrape: ${(error as Error).message}`),
+  });
   const persist = setInterval(() => {
     store.putState('baselines', baselines.snapshot());
     store.putState('learning', learning.snapshot());
@@ -176,6 +182,7 @@ export async function startObserver(
     metricsUrl: metrics?.url,
     stop: async () => {
       clearInterval(persist);
+      scraper.close();
       await service.stop();
       store.putState('baselines', baselines.snapshot());
       store.putState('learning', learning.snapshot());

@@ -67,6 +67,16 @@ export const ObserverConfigSchema = z.strictObject({
     })
     .prefault({}),
   revokeGrace: Duration(600_000).default('10s'),
+  /** Prometheus endpoints whose samples the rules see as `metric.sample` events. */
+  scrape: z
+    .array(
+      z.strictObject({
+        job: z.string().min(1).max(64),
+        url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+        every: Duration(3_600_000).default('15s'),
+      }),
+    )
+    .default([]),
 });
 export type ObserverConfig = z.output<typeof ObserverConfigSchema>;
 

@@ -10,6 +10,7 @@ import { parseRules } from './rules/schema.ts';
 import { createObserverService, ServiceRule } from './service.ts';
 import type { ObserverService, ObserverServiceOptions } from './service.ts';
 import { openObserverStore } from './store.ts';
+import { sampleEvents } from './scrape.ts';
 import type { ObserverStore } from './store.ts';
 import type { RunControl } from './interventions.ts';
 
@@ -147,6 +148,30 @@ describe('observer service', () => {
     const again = store.requestLift(active!.id, 'alice', 'twice', new Date(clock).toISOString());
     await service.sweep();
     expect(store.liftOutcome(again)).toBe('not-active');
+  });
+
+  test('scraped metric samples reach the rules without touching the stream cursor', async () => {
+    const control = recordingControl();
+    const service = observer(control);
+    await service.start();
+    await burst('run-1', 2);
+    await service.idle();
+    let seq = 0;
+    await service.ingestMetrics(
+      sampleEvents(
+        'workers',
+        [{ name: 'agent_runtime_approvals_pending', labels: { agent: 'ops-agent' }, value: 40 }],
+        new Date(clock),
+        () => --seq,
+      ),
+    );
+    expect(store.findings()[0]).toMatchObject({
+      ruleId: 'approval-backlog',
+      status: 'shadow',
+      agent: 'ops-agent',
+    });
+    expect(store.cursor('default')).toBe(2);
+    expect(service.stats.metricSamples).toBe(1);
   });
 
   test('restarting re-reads the warm-up window without recording or applying anything twice', async () => {

@@ -76,6 +76,7 @@ export interface BaselineHooks {
 /** Counters the service keeps (exported as Prometheus metrics by the process). */
 export interface ObserverStats {
   events: number;
+  metricSamples: number;
   lastSeq: number;
   lastEventTs: string | null;
   findings: Record<string, number>;
@@ -136,6 +137,11 @@ export interface ObserverService {
   idle(): Promise<void>;
   /** Lifts an active intervention (operator action); false when it is not active. */
   lift(interventionId: string, by: string, reason: string): Promise<boolean>;
+  /**
+   * Evaluates scraped metric samples (`metric.sample` events with negative seqs, see `scrape.ts`)
+   * after the stream events delivered so far; they never move the cursor.
+   */
+  ingestMetrics(events: readonly AuditEvent[]): Promise<void>;
   /** Lifts interventions whose TTL ran out (also on a timer). */
   sweep(): Promise<void>;
   status(): ObserverStatus;
@@ -180,6 +186,7 @@ export function createObserverService(options: ObserverServiceOptions): Observer
   const runAgent = new Map<string, string>();
   const stats: ObserverStats = {
     events: 0,
+    metricSamples: 0,
     lastSeq: 0,
     lastEventTs: null,
     findings: {},
@@ -514,6 +521,19 @@ export function createObserverService(options: ObserverServiceOptions): Observer
     store.setCursor(stream, event.seq);
   };
 
+  const ingestMetrics = (samples: readonly AuditEvent[]): Promise<void> => {
+    const next = chain.then(async () => {
+      if (stopped) return;
+      for (const event of samples) {
+        remember(recent, event.seq, event, RECENT_EVENTS);
+        for (const finding of engine.ingest(event)) await handleFinding(finding, { agent: event.agent });
+        stats.metricSamples++;
+      }
+    });
+    chain = next.catch(report);
+    return next;
+  };
+
   const heartbeat = async (): Promise<void> => {
     if (!options.lease || !options.heartbeat) return;
     try {
@@ -569,6 +589,7 @@ export function createObserverService(options: ObserverServiceOptions): Observer
     stats,
     status,
     sweep,
+    ingestMetrics,
     async start() {
       await heartbeat();
       const cursor = store.cursor(stream);

@@ -26,7 +26,7 @@ describe('agent-runtime observer rules test', () => {
     const { code, out } = await cli(['observer', 'rules', 'test', file('builtin.yaml', BUILTIN_RULES_YAML)]);
     expect(code).toBe(0);
     expect(out).toContain('PASS  fs-read-burst-new-directory (enforce)');
-    expect(out).toMatch(/^10\/10 rules pass their fixtures$/m);
+    expect(out).toMatch(/^11\/11 rules pass their fixtures$/m);
   });
 
   test('a rule whose negative fixture fires fails, exit 1', async () => {

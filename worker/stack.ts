@@ -336,6 +336,17 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       );
     }
 
+    let metricsUrl: string | undefined;
+    if (registry) {
+      const metrics = await serveWorkerMetrics({
+        registry,
+        port: options.metricsPort ?? 0,
+        temporalMetricsAddress: options.temporalMetricsAddress,
+      });
+      metricsUrl = metrics.url;
+      cleanups.push(() => metrics.close());
+    }
+
     // the observer, its own process with its own token, store and Temporal client
     let observer: DevObserver | undefined;
     if (options.observer !== false) {
@@ -360,6 +371,10 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
             },
             governanceKeys: [join(governanceKeyDir, PUBLIC_KEY_FILE)],
             ...(o.metricsPort === undefined ? {} : { metrics: { port: o.metricsPort } }),
+            // the workers' metrics are one of its inputs
+            ...(metricsUrl === undefined
+              ? {}
+              : { scrape: [{ job: 'workers', url: `${metricsUrl}/metrics`, every: '5s' }] }),
           },
           null,
           2,
@@ -395,17 +410,6 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     }
     const lease = await watchObserverLease({ url: aggregatorUrl, token: tokens.workers, pollMs: 500 });
     cleanups.push(async () => lease.close());
-
-    let metricsUrl: string | undefined;
-    if (registry) {
-      const metrics = await serveWorkerMetrics({
-        registry,
-        port: options.metricsPort ?? 0,
-        temporalMetricsAddress: options.temporalMetricsAddress,
-      });
-      metricsUrl = metrics.url;
-      cleanups.push(() => metrics.close());
-    }
 
     const bundle = await bundleAgentWorkflows(options.toolSpecModules ?? []);
     const on = { connection, namespace: server.namespace };

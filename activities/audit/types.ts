@@ -41,6 +41,8 @@ export const AuditKind = {
   observerFinding: 'observer.finding',
   observerIntervention: 'observer.intervention',
   observerInterventionLifted: 'observer.intervention_lifted',
+  /** A system metric sample the observer scraped (evaluated by its rules, never appended). */
+  metricSample: 'metric.sample',
 } as const;
 export type AuditKind = (typeof AuditKind)[keyof typeof AuditKind];
 

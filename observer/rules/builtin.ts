@@ -229,6 +229,24 @@ export const BUILTIN_RULES_YAML = String.raw`
       - { kind: decision, step: 1, after: 1m, attrs: { tool: billing.refund, tier: preapproved } }
       - { kind: decision, step: 2, after: 10m, attrs: { tool: billing.refund, tier: approval } }
 
+# (h) system metrics (the observer scrapes Prometheus endpoints): approvals piling up
+- id: approval-backlog
+  description: More than 25 approval requests pending at once (a scraped agent_runtime_approvals_pending sample).
+  severity: medium
+  mode: shadow
+  match:
+    and:
+      - { field: kind, eq: metric.sample }
+      - { field: attrs.name, eq: agent_runtime_approvals_pending }
+      - { field: attrs.value, gt: 25 }
+  intervene: { action: alert }
+  fixtures:
+    positive:
+      - { kind: metric.sample, attrs: { job: workers, name: agent_runtime_approvals_pending, value: 40 } }
+    negative:
+      - { kind: metric.sample, attrs: { job: workers, name: agent_runtime_approvals_pending, value: 3 } }
+      - { kind: metric.sample, attrs: { job: workers, name: agent_runtime_decisions_total, value: 4000 } }
+
 # (g) audit gaps
 - id: audit-seq-gap
   description: An audit event whose seq skips numbers (events lost or removed from the stream).

@@ -79,6 +79,7 @@ describe('built-in rules', () => {
     'refund-split-over-limit': { group: 'agent=agent-1', events: [1, 2] },
     'untrusted-output-then-egress': { group: 'run=run-1', events: [1, 2] },
     'injected-instructions-in-tool-output': { group: 'seq=1', events: [1] },
+    'approval-backlog': { group: 'seq=1', events: [1] },
     'tool-rate-off-baseline': {
       group: 'agent=agent-1,attrs.tool=crm.lookup',
       events: [2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
