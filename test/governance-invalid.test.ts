@@ -686,7 +686,7 @@ describe('mistakes beyond the pinned corpus', () => {
   test('a when.director that selects nobody is refused: the rule could never match', () => {
     const text = base.replace('director: { roles: [sre, platform-lead] }', 'director: { minLevel: 999 }');
     expect(problems(text)).toEqual([
-      'doc.yaml:85: actions.rules[6].when.director: selects no principal: the rule could never match',
+      'doc.yaml:96: actions.rules[8].when.director: selects no principal: the rule could never match',
     ]);
   });
 
@@ -696,7 +696,7 @@ describe('mistakes beyond the pinned corpus', () => {
       'timeout: 30m, highRisk: true, channels: [email] }\n    - id: restart-staging',
     );
     expect(problems(text)).toEqual([
-      'doc.yaml:82: actions.rules[5].approval.channels: expected a channel besides email: high-risk requests cannot be approved by email alone (add slack or web)',
+      'doc.yaml:93: actions.rules[7].approval.channels: expected a channel besides email: high-risk requests cannot be approved by email alone (add slack or web)',
     ]);
   });
 
