@@ -179,6 +179,7 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
   let billing: BillingExample | undefined;
   let statusPage: { port: number; close(): Promise<void> } | undefined;
   const events: AuditEvent[] = [];
+  let demoRunning = true;
   let approvals: DevApprovals | undefined;
   // notices wait for the approvals service, which needs the stack's client
   let approvalsReady: (value: DevApprovals) => void = () => undefined;
@@ -213,7 +214,8 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
               },
             }
           : {}),
-        ...(demo ? { onAudit: (event: AuditEvent) => void events.push(event) } : {}),
+        // the demo checks its runs against these; collected only while it runs
+        ...(demo ? { onAudit: (event: AuditEvent) => void (demoRunning && events.push(event)) } : {}),
         onNotice: async (notice) => {
           if (options.json)
             emit({
@@ -277,6 +279,8 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
         voteOptions,
         signal: stopping.signal,
       });
+    demoRunning = false;
+    events.length = 0;
     if (options.exitWhenDone) return code; // interrupted: the run did not complete here
     if (stopping.signal.aborted) return ExitCode.ok;
 
