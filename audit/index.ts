@@ -175,3 +175,11 @@ export async function verifyStream(
   const [records, checkpoints] = await Promise.all([store.read({ stream }), store.checkpoints(stream)]);
   return verifyChain(records, checkpoints, publicKeys);
 }
+export {
+  AuditLogExportError,
+  AuditLogExportErrorCode,
+  createOtlpLogExporter,
+  feedAuditLogExport,
+  toOtlpLogRecord,
+} from './otlp-logs.ts';
+export type { OtlpLogExporter, OtlpLogExporterOptions } from './otlp-logs.ts';

@@ -21,6 +21,8 @@ import {
   verifyStream,
 } from '../../audit/index.ts';
 import type { AuditStore, ChainVerification } from '../../audit/index.ts';
+import { createOtlpLogExporter, feedAuditLogExport } from '../../audit/otlp-logs.ts';
+import type { AuditLogFeed } from '../../audit/otlp-logs.ts';
 import { loadAggregatorConfig } from '../../audit/service-config.ts';
 import type { AuditKind } from '../../activities/audit/types.ts';
 import { AgentRuntimeError } from '../../policy/errors.ts';
@@ -152,8 +154,10 @@ async function exportStream(argv: readonly string[], io: CliIo): Promise<number>
 
 /**
  * `audit serve`: loads the configuration, opens the store with automatic checkpoints signed by
- * the configured key, serves until `until` settles (default SIGINT/SIGTERM), then stops
- * accepting, ends subscriptions, checkpoints what it wrote and closes the store.
+ * the configured key, starts the OTLP log export when configured (before serving, so it sees
+ * every record appended), serves until `until` settles (default SIGINT/SIGTERM), then stops
+ * accepting, ends subscriptions, checkpoints what it wrote, exports and flushes what is left and
+ * closes the store.
  */
 export async function serveAuditAggregator(
   configFile: string,
@@ -170,7 +174,25 @@ export async function serveAuditAggregator(
     signer,
     onError: (error) => println(io.stderr, `warning: audit store: ${(error as Error).message}`),
   });
+  let feed: AuditLogFeed | undefined;
+  const closeFeed = (): Promise<void> | undefined =>
+    feed
+      ?.close()
+      .catch((error: unknown) => println(io.stderr, `warning: OTLP log export: ${(error as Error).message}`));
   try {
+    const otlp = config.export?.otlp;
+    if (otlp !== undefined) {
+      const exporter = createOtlpLogExporter({
+        endpoint: otlp.endpoint,
+        headers: otlp.headers,
+        ...(otlp.serviceName === undefined ? {} : { serviceName: otlp.serviceName }),
+        onError: (error, lost) =>
+          println(io.stderr, `warning: OTLP log export: ${error.message} (${lost} lost)`),
+      });
+      feed = await feedAuditLogExport(store, exporter, { streams: otlp.streams, fromSeq: otlp.fromSeq });
+      const from = Object.entries(feed.startedAt).map(([stream, seq]) => `${stream} from seq ${seq}`);
+      println(io.stdout, `exporting audit records to ${otlp.endpoint} (OTLP logs): ${from.join(', ')}`);
+    }
     const aggregator = await startAuditAggregator({
       store,
       tokens: config.tokens,
@@ -182,9 +204,11 @@ export async function serveAuditAggregator(
     println(io.stdout, `audit aggregator listening on ${aggregator.url}`);
     await until;
     await aggregator.close();
+    await closeFeed();
     println(io.stdout, 'audit aggregator stopped');
     return ExitCode.ok;
   } finally {
+    await closeFeed();
     await store.close();
   }
 }

@@ -6,11 +6,11 @@
  * nothing on the caller's path; reading goes to the real store.
  * @module
  */
-import { createHash } from 'node:crypto';
+import { otlpAnyValue, otlpId, otlpResource, otlpUrl, postOtlp } from '../../../common/otlp.ts';
 import { TraceStoreError } from './errors.ts';
 import type { TraceStore } from './store.ts';
 import { toGenAiAttributes } from './types.ts';
-import type { AttributeValue, ModelTrace } from './types.ts';
+import type { ModelTrace } from './types.ts';
 
 export interface OtlpExporterOptions {
   /** The collector's base URL, e.g. `http://127.0.0.1:4318` (spans go to `/v1/traces`). */
@@ -20,20 +20,6 @@ export interface OtlpExporterOptions {
   readonly fetch?: typeof fetch;
   /** Per-request time limit (default 10 s). */
   readonly timeoutMs?: number;
-}
-
-const hex = (text: string, bytes: number): string =>
-  createHash('sha256')
-    .update(text)
-    .digest('hex')
-    .slice(0, bytes * 2);
-
-function anyValue(value: AttributeValue): Record<string, unknown> {
-  if (Array.isArray(value)) return { arrayValue: { values: value.map((v) => ({ stringValue: v })) } };
-  if (typeof value === 'boolean') return { boolValue: value };
-  if (typeof value === 'number')
-    return Number.isInteger(value) ? { intValue: String(value) } : { doubleValue: value };
-  return { stringValue: value };
 }
 
 /** One trace as an OTLP span (trace id from the run, span id from the call). */
@@ -49,21 +35,20 @@ export function toOtlpSpan(trace: ModelTrace): Record<string, unknown> {
     ...(trace.fallbackCause === null ? {} : { 'govern.fallback.cause': trace.fallbackCause }),
   };
   return {
-    traceId: hex(trace.runId, 16),
-    spanId: hex(trace.id, 8),
+    traceId: otlpId(trace.runId, 16),
+    spanId: otlpId(trace.id, 8),
     name: `chat ${trace.model}`,
     kind: 3, // SPAN_KIND_CLIENT
     startTimeUnixNano: String(startNs),
     endTimeUnixNano: String(endNs),
-    attributes: Object.entries(attributes).map(([key, value]) => ({ key, value: anyValue(value) })),
+    attributes: Object.entries(attributes).map(([key, value]) => ({ key, value: otlpAnyValue(value) })),
     status: trace.error ? { code: 2, message: `${trace.error.code}: ${trace.error.message}` } : { code: 1 },
   };
 }
 
 /** A trace "store" that exports every batch to an OTLP/HTTP collector. */
 export function createOtlpTraceExporter(options: OtlpExporterOptions): TraceStore {
-  const url = `${options.endpoint.replace(/\/+$/, '')}/v1/traces`;
-  const doFetch = options.fetch ?? fetch;
+  const url = otlpUrl(options.endpoint, 'traces');
   const unsupported = (what: string) => () =>
     Promise.reject(new TraceStoreError('TRACE_STORE_QUERY_FAILED', `the OTLP exporter cannot ${what}`));
   const appendMany = async (traces: readonly ModelTrace[]): Promise<number> => {
@@ -71,22 +56,17 @@ export function createOtlpTraceExporter(options: OtlpExporterOptions): TraceStor
     const body = {
       resourceSpans: [
         {
-          resource: {
-            attributes: [
-              { key: 'service.name', value: { stringValue: options.serviceName ?? 'agent-runtime' } },
-            ],
-          },
+          resource: otlpResource(options.serviceName ?? 'agent-runtime'),
           scopeSpans: [{ scope: { name: 'agent-runtime.model-proxy' }, spans: traces.map(toOtlpSpan) }],
         },
       ],
     };
     let response: Response;
     try {
-      response = await doFetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...options.headers },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+      response = await postOtlp(url, JSON.stringify(body), {
+        headers: options.headers,
+        fetch: options.fetch,
+        timeoutMs: options.timeoutMs,
       });
     } catch (error) {
       throw new TraceStoreError(
