@@ -1,7 +1,8 @@
 /**
  * Assembles the approvals service: the core ({@link ApprovalService}), its channels (Slack when
- * configured, email when configured, the web inbox always) and the HTTP server they share. The
- * `approvals` worker's notification activity is {@link ApprovalsHost.handleNotice}.
+ * configured, email when configured, the web inbox always), the observer's alerts endpoint when an
+ * alert route is configured, and the HTTP server they share. The `approvals` worker's notification
+ * activity is {@link ApprovalsHost.handleNotice}.
  * @module
  */
 import type { RequestListener } from 'node:http';
@@ -10,10 +11,12 @@ import { AuditKind } from '../activities/audit/types.ts';
 import type { AuditClient } from '../activities/audit/types.ts';
 import type { ToolCatalog } from '../policy/index.ts';
 import type { ApprovalNotice } from '../workflows/approval-types.ts';
+import { checkAlertRoute, createAlertsEndpoint } from './alerts.ts';
+import type { AlertRoute, AlertsEndpoint } from './alerts.ts';
 import type { TrustedGovernance } from './core/directory.ts';
 import { ApprovalService } from './core/service.ts';
 import type { ApprovalStore, NotifyChannel, RequestRecord } from './core/types.ts';
-import { EmailChannel } from './email/index.ts';
+import { createMailTransport, EmailChannel, parseEmailConfig } from './email/index.ts';
 import type { MailSender } from './email/index.ts';
 import { startApprovalsHttp } from './server.ts';
 import type { ApprovalsHttpServer } from './server.ts';
@@ -44,6 +47,8 @@ export interface ApprovalsHostOptions {
   readonly publicBaseUrl?: string;
   readonly slack?: SlackHostOptions;
   readonly email?: EmailHostOptions;
+  /** Observer alerts (`POST /v1/alerts`) and who receives them; omitted = no alerts endpoint. */
+  readonly alerts?: AlertRoute;
   readonly audit?: AuditClient;
   readonly now?: () => number;
   readonly warn?: (message: string) => void;
@@ -55,6 +60,8 @@ export interface ApprovalsHost {
   readonly web: WebApp;
   readonly slack: SlackApp | null;
   readonly email: EmailChannel | null;
+  /** The alerts endpoint, when an alert route is configured. */
+  readonly alerts: AlertsEndpoint | null;
   readonly http: ApprovalsHttpServer;
   readonly publicBaseUrl: string;
   /** The `approvals` worker's notification activity. */
@@ -91,12 +98,16 @@ function auditedAttempts(store: ApprovalStore, audit: AuditClient | undefined): 
 
 /** Starts the HTTP server and builds the service around it. */
 export async function startApprovalsHost(options: ApprovalsHostOptions): Promise<ApprovalsHost> {
+  // a route that does not fit the trusted documents is refused before anything listens
+  if (options.alerts) checkAlertRoute(options.alerts, options.governance);
   let listener: RequestListener | null = null;
   let slackListener: RequestListener | null = null;
+  let alertsListener: RequestListener | null = null;
   const http = await startApprovalsHttp({
     ...(options.http?.host === undefined ? {} : { host: options.http.host }),
     ...(options.http?.port === undefined ? {} : { port: options.http.port }),
     web: (req, res) => listener?.(req, res),
+    ...(options.alerts ? { alerts: (req, res) => alertsListener?.(req, res) } : {}),
     slack: (req, res) => {
       if (slackListener) slackListener(req, res);
       else {
@@ -149,9 +160,30 @@ export async function startApprovalsHost(options: ApprovalsHostOptions): Promise
     channels.push(slack.channel);
   }
   let email: EmailChannel | null = null;
+  // one transport for approval mail and alerts (the channel closes it)
+  let mail: { readonly transport: MailSender; readonly from: string } | null = null;
   if (options.email) {
-    email = new EmailChannel({ ...options.email, store, publicBaseUrl, now });
+    if ('config' in options.email) {
+      const config = parseEmailConfig(options.email.config);
+      mail = { transport: createMailTransport(config), from: config.from };
+    } else mail = options.email;
+    email = new EmailChannel({ ...mail, store, publicBaseUrl, now });
     channels.push(email);
+  }
+
+  let alerts: AlertsEndpoint | null = null;
+  if (options.alerts) {
+    alerts = createAlertsEndpoint({
+      route: options.alerts,
+      governance,
+      ...(slack && options.slack
+        ? { slack: { client: slack.app.client, allowedTeams: options.slack.allowedTeams } }
+        : {}),
+      ...(mail ? { email: mail } : {}),
+      ...(options.audit === undefined ? {} : { audit: options.audit }),
+      ...(options.warn === undefined ? {} : { warn: options.warn }),
+    });
+    alertsListener = alerts.requestListener;
   }
 
   const web = createWebApp({
@@ -174,12 +206,14 @@ export async function startApprovalsHost(options: ApprovalsHostOptions): Promise
     web,
     slack,
     email,
+    alerts,
     http,
     publicBaseUrl,
     handleNotice: (notice) => service.handleNotice(notice),
     createSignInLink: (principal) => web.createSignInLink(principal),
     close: async () => {
       await service.idle();
+      await alerts?.idle();
       await http.close();
       await email?.close();
     },

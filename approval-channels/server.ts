@@ -1,7 +1,8 @@
 /**
  * The approvals service's one HTTP server: Slack's interactivity endpoint (`/slack/…`, handled by
  * Bolt's receiver, which verifies every signature on the raw body) beside the email review pages
- * and the web inbox. Nothing parses a body before Bolt sees it.
+ * and the web inbox, and the observer's alerts endpoint (`POST /v1/alerts`, see `alerts.ts`).
+ * Nothing parses a body before Bolt sees it.
  * @module
  */
 import { createServer } from 'node:http';
@@ -14,9 +15,14 @@ export interface ApprovalsHttpOptions {
   readonly port?: number;
   /** Bolt's `HTTPReceiver.requestListener`, mounted at `/slack/`. */
   readonly slack?: RequestListener;
+  /** The observer's alerts endpoint, mounted at {@link ALERTS_PATH} (404 when omitted). */
+  readonly alerts?: RequestListener;
   /** Email review pages and the web inbox (everything else). */
   readonly web?: RequestListener;
 }
+
+/** Where the observer posts alerts. */
+export const ALERTS_PATH = '/v1/alerts';
 
 export interface ApprovalsHttpServer {
   readonly server: Server;
@@ -25,7 +31,8 @@ export interface ApprovalsHttpServer {
   close(): Promise<void>;
 }
 
-const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+/** Headers of every answer the server itself gives (health, 404, the alerts endpoint). */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
   'referrer-policy': 'no-referrer',
   'x-content-type-options': 'nosniff',
@@ -45,7 +52,8 @@ export async function startApprovalsHttp(options: ApprovalsHttpOptions): Promise
       res.end('ok\n');
       return;
     }
-    const handler = path.startsWith('/slack/') ? options.slack : options.web;
+    const handler =
+      path === ALERTS_PATH ? options.alerts : path.startsWith('/slack/') ? options.slack : options.web;
     if (!handler) return notFound(res);
     try {
       handler(req, res);

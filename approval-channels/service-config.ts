@@ -1,13 +1,17 @@
 /**
  * The approvals service's configuration file (YAML or JSON), validated once with zod. Secrets are
  * files or environment variables, never inline: the vote-signing key is a key file, SMTP and the
- * PostgreSQL connection may come from the environment, Slack always does (`SLACK_*`).
+ * PostgreSQL connection may come from the environment, Slack always does (`SLACK_*`), and the
+ * observer's alert token is its sha256 or an environment variable.
  * @module
  */
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { readConfigFile } from '../common/config-file.ts';
+import { MIN_TOKEN_LENGTH } from '../audit/service-config.ts';
+import { tokenSha256 } from '../audit/server.ts';
 import { AgentRuntimeError } from '../policy/index.ts';
+import type { AlertRoute } from './alerts.ts';
 
 const StoreConfig = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('sqlite'), file: z.string().min(1) }),
@@ -21,6 +25,40 @@ const StoreConfig = z.discriminatedUnion('kind', [
       .optional(),
   }),
 ]);
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const names = (what: string) =>
+  z
+    .array(z.string().regex(NAME, { error: `expected ${what}` }))
+    .min(1, { error: 'expected a non-empty list' })
+    .max(100);
+const SHA256_HEX = z.string().regex(/^[0-9a-f]{64}$/, { error: 'expected 64 lowercase hex digits' });
+
+/** Observer alerts: who receives them, of which agents, and the observer's token. */
+const AlertsConfig = z
+  .strictObject({
+    to: z
+      .strictObject({
+        principals: names('a principal id').optional(),
+        roles: names('a role name').optional(),
+      })
+      .refine((to) => (to.principals === undefined) !== (to.roles === undefined), {
+        error: 'expected exactly one of principals or roles',
+      }),
+    agents: names('an agent id').optional(),
+    /** The token's sha256 (or several, while one is rotated). */
+    tokenSha256: z
+      .preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(SHA256_HEX).min(1).max(8))
+      .optional(),
+    /** The environment variable holding the token. */
+    tokenEnv: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected an environment variable name' })
+      .optional(),
+  })
+  .refine((a) => (a.tokenSha256 === undefined) !== (a.tokenEnv === undefined), {
+    error: 'expected exactly one of tokenSha256 or tokenEnv',
+  });
 
 export const ApprovalsServiceConfigSchema = z.strictObject({
   temporal: z
@@ -72,6 +110,8 @@ export const ApprovalsServiceConfigSchema = z.strictObject({
         .optional(),
     })
     .optional(),
+  /** Observer alerts (`POST /v1/alerts`); omitted = no alerts endpoint. */
+  alerts: AlertsConfig.optional(),
 });
 export type ApprovalsServiceConfig = z.output<typeof ApprovalsServiceConfigSchema>;
 
@@ -108,5 +148,38 @@ export async function loadApprovalsServiceConfig(file: string): Promise<Approval
           },
         }
       : {}),
+  });
+}
+
+/**
+ * The alert route of a loaded configuration (null without an `alerts` section), with `tokenEnv`
+ * read from `env` and hashed. Throws {@link ApprovalsConfigError} naming `file` and
+ * `alerts.tokenEnv` when the variable is unset or shorter than {@link MIN_TOKEN_LENGTH}.
+ */
+export function alertRouteOf(
+  config: ApprovalsServiceConfig,
+  env: NodeJS.ProcessEnv,
+  file: string,
+): AlertRoute | null {
+  const alerts = config.alerts;
+  if (alerts === undefined) return null;
+  let digests = alerts.tokenSha256 ?? [];
+  if (alerts.tokenEnv !== undefined) {
+    const token = env[alerts.tokenEnv];
+    if (!token) throw new ApprovalsConfigError(`${file}: alerts.tokenEnv: $${alerts.tokenEnv} is not set`);
+    if (token.length < MIN_TOKEN_LENGTH)
+      throw new ApprovalsConfigError(
+        `${file}: alerts.tokenEnv: $${alerts.tokenEnv} is ${token.length} characters; expected at least ${MIN_TOKEN_LENGTH}`,
+      );
+    digests = [tokenSha256(token)];
+  }
+  const to =
+    alerts.to.principals === undefined
+      ? { roles: alerts.to.roles ?? [] }
+      : { principals: alerts.to.principals };
+  return Object.freeze({
+    to,
+    ...(alerts.agents === undefined ? {} : { agents: alerts.agents }),
+    tokenSha256: digests,
   });
 }

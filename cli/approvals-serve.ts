@@ -1,8 +1,8 @@
 /**
  * `agent-runtime approvals serve --config <file>`: the approvals service as its own process (the
  * governance domain): its HTTP server (web inbox, email review pages, Slack), its store, the
- * vote-signing key, and the worker of the `approvals` task queue that the approval workflows
- * notify. Runs until SIGINT/SIGTERM.
+ * vote-signing key, the worker of the `approvals` task queue that the approval workflows
+ * notify, and (with an `alerts` section) the observer's alerts endpoint. Runs until SIGINT/SIGTERM.
  * @module
  */
 import { readFile } from 'node:fs/promises';
@@ -18,11 +18,16 @@ import {
   registerProcessMetrics,
   serveMetrics,
 } from '../metrics/index.ts';
+import { ApprovalsAlertError, checkAlertRoute } from '../approval-channels/alerts.ts';
 import { loadTrustedGovernance } from '../approval-channels/core/directory.ts';
 import { startApprovalsHost } from '../approval-channels/host.ts';
 import type { ApprovalsHost, EmailHostOptions } from '../approval-channels/host.ts';
 import { loadSecretKey } from '../approval-channels/keys.ts';
-import { ApprovalsConfigError, loadApprovalsServiceConfig } from '../approval-channels/service-config.ts';
+import {
+  alertRouteOf,
+  ApprovalsConfigError,
+  loadApprovalsServiceConfig,
+} from '../approval-channels/service-config.ts';
 import type { ApprovalsServiceConfig } from '../approval-channels/service-config.ts';
 import { openApprovalStore } from '../approval-channels/store/index.ts';
 import { AgentRuntimeError, toolCatalog } from '../policy/index.ts';
@@ -63,6 +68,15 @@ export async function serveApprovals(
 ): Promise<number> {
   const config = await loadApprovalsServiceConfig(configFile);
   const governance = await loadTrustedGovernance(config.governance);
+  const alerts = alertRouteOf(config, env, configFile);
+  if (alerts) {
+    try {
+      checkAlertRoute(alerts, governance);
+    } catch (error) {
+      if (!(error instanceof ApprovalsAlertError)) throw error;
+      throw new ApprovalsConfigError(`${configFile}: ${error.message}`);
+    }
+  }
   const { secretKey } = await loadSecretKey(config.signingKey);
   const storeConfig =
     config.store.kind === 'sqlite'
@@ -134,6 +148,7 @@ export async function serveApprovals(
       ...(config.http.publicBaseUrl === undefined ? {} : { publicBaseUrl: config.http.publicBaseUrl }),
       ...(slack ? { slack } : {}),
       ...(email ? { email } : {}),
+      ...(alerts ? { alerts } : {}),
       ...(audit ? { audit } : {}),
       warn: (message) => println(io.stderr, `warning: ${message}`),
     });
@@ -163,6 +178,7 @@ export async function serveApprovals(
         namespace: config.temporal.namespace,
         taskQueue: config.temporal.taskQueue,
         channels,
+        alerts: alerts !== null,
         trusted: governance.versions(),
       }),
     );

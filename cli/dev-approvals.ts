@@ -1,7 +1,8 @@
 /**
  * The approvals service inside `agent-runtime dev`: its SQLite store under the state directory,
  * the web inbox on localhost, email through nodemailer to a local SMTP capture whose messages
- * (with their links) are printed, and Slack only when `SLACK_*` is configured.
+ * (with their links) are printed, and Slack only when `SLACK_*` is configured. Given an alert
+ * token's hash, observer alerts go to the holders of the `platform-lead` role of each document.
  * @module
  */
 import { readdirSync, existsSync } from 'node:fs';
@@ -19,6 +20,9 @@ import type { AnyToolSpec } from '../policy/index.ts';
 import { BUILTIN_TOOL_SPECS } from '../tools/builtin-specs.ts';
 import type { DevStack } from '../worker/stack.ts';
 import { UsageError } from './io.ts';
+
+/** The role whose holders receive observer alerts in `agent-runtime dev`. */
+export const DEV_ALERT_ROLE = 'platform-lead';
 
 export interface DevApprovals {
   readonly host: ApprovalsHost;
@@ -76,8 +80,21 @@ export async function startDevApprovals(options: {
   readonly onMail?: (mail: CapturedMail) => void;
   readonly warn?: (message: string) => void;
   readonly env?: NodeJS.ProcessEnv;
+  /** sha256 (hex) of the observer's alert token; omitted = no alerts endpoint. */
+  readonly alertTokenSha256?: string;
 }): Promise<DevApprovals> {
   const governance = await loadTrustedGovernance(options.governanceFiles);
+  const hasAlertRole = governance
+    .versions()
+    .some((v) => governance.policy(v.policyVersion)?.document.authority.roles[DEV_ALERT_ROLE] !== undefined);
+  if (options.alertTokenSha256 !== undefined && !hasAlertRole)
+    options.warn?.(
+      `no trusted governance document defines the role ${DEV_ALERT_ROLE}: observer alerts are off`,
+    );
+  const alerts =
+    options.alertTokenSha256 !== undefined && hasAlertRole
+      ? { to: { roles: [DEV_ALERT_ROLE] }, tokenSha256: [options.alertTokenSha256] }
+      : undefined;
   const store = await openSqliteStore({ file: join(options.stack.stateDir, 'approvals', 'approvals.db') });
   const mail = await startMailCapture(options.onMail ? { onMail: options.onMail } : {});
   const slack = slackFromEnv(options.env);
@@ -96,6 +113,7 @@ export async function startDevApprovals(options: {
         },
       },
       ...(slack ? { slack } : {}),
+      ...(alerts ? { alerts } : {}),
       ...(options.audit ? { audit: options.audit } : {}),
       ...(options.warn ? { warn: options.warn } : {}),
     });
