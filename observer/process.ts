@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import { Client, Connection } from '@temporalio/client';
 import { createAuditAggregatorClient } from '../audit/client.ts';
+import { createApprovalsAlertSink } from '../approval-channels/alerts-client.ts';
 import { loadPublicKeys } from '../approval-channels/keys.ts';
 import {
   createAuditMetrics,
@@ -67,6 +68,28 @@ function webhookAlert(url: string): (alert: ObserverAlert) => Promise<void> {
   };
 }
 
+/** Every configured alert channel (webhook, approvals service); an alert fails only when all of them fail. */
+export function configuredAlertSink(
+  config: ObserverConfig,
+  env: NodeJS.ProcessEnv,
+): ((alert: ObserverAlert) => Promise<void>) | undefined {
+  const sinks: ((alert: ObserverAlert) => Promise<void>)[] = [];
+  if (config.alerts.webhook) sinks.push(webhookAlert(config.alerts.webhook));
+  const approvals = config.alerts.approvals;
+  if (approvals) {
+    const token = env[approvals.tokenEnv];
+    if (!token)
+      throw new UsageError(`$${approvals.tokenEnv} (the approvals service's alert token) is not set`, '');
+    sinks.push(createApprovalsAlertSink({ url: approvals.url, token }));
+  }
+  if (sinks.length === 0) return undefined;
+  return async (alert) => {
+    const results = await Promise.allSettled(sinks.map((send) => send(alert)));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length === results.length) throw failed[0]!.reason;
+  };
+}
+
 /** Starts an observer from a validated configuration. */
 export async function startObserver(
   config: ObserverConfig,
@@ -76,6 +99,7 @@ export async function startObserver(
   const token = env[config.aggregator.tokenEnv];
   if (!token) throw new UsageError(`$${config.aggregator.tokenEnv} (the aggregator token) is not set`, '');
   const rules = await loadConfiguredRules(config);
+  const alert = configuredAlertSink(config, env);
   const aggregator = createAuditAggregatorClient({
     url: config.aggregator.url,
     token,
@@ -143,7 +167,7 @@ export async function startObserver(
       ttlMs: durationMs(config.heartbeat.ttl),
       everyMs: durationMs(config.heartbeat.every),
     },
-    ...(config.alerts.webhook ? { alert: webhookAlert(config.alerts.webhook) } : {}),
+    ...(alert ? { alert } : {}),
     learning,
     baselines,
     stream: config.aggregator.stream,

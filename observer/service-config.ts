@@ -64,6 +64,16 @@ export const ObserverConfigSchema = z.strictObject({
     .strictObject({
       /** Each alert is POSTed as JSON here (Slack-compatible incoming webhooks accept `text`). */
       webhook: z.url({ protocol: /^https?$/ }).optional(),
+      /** The approvals service's `POST /v1/alerts` (Slack DM and email to the principals its config names). */
+      approvals: z
+        .strictObject({
+          url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+          /** Environment variable holding the observer's alert token. */
+          tokenEnv: z
+            .string()
+            .regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected an environment variable name (A-Z, 0-9, _)' }),
+        })
+        .optional(),
     })
     .prefault({}),
   revokeGrace: Duration(600_000).default('10s'),

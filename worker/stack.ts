@@ -136,6 +136,8 @@ export interface DevObserver {
   kill(signal?: NodeJS.Signals): void;
   /** Starts it again after a kill or stop. */
   restart(): Promise<void>;
+  /** Sends its alerts to the approvals service's `POST /v1/alerts` from now on (restarts it). */
+  alertThroughApprovals(url: string, token: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -357,35 +359,39 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       const governanceKeyDir = join(stateDir, 'keys', 'governance');
       if (!existsSync(join(governanceKeyDir, SECRET_KEY_FILE))) await initSigningKey(governanceKeyDir);
       const observerConfig = join(observerDir, 'observer.yaml');
-      await writeFile(
-        observerConfig,
-        JSON.stringify(
-          {
-            aggregator: { url: aggregatorUrl, tokenEnv: 'AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN' },
-            temporal: { address: server.address, namespace: server.namespace },
-            store: { file: 'observer.db' },
-            rules: { builtin: true, files: [...(o.rules ?? [])], enforce: o.enforce ?? true },
-            heartbeat: {
-              ttl: `${heartbeatTtlMs}ms`,
-              every: `${Math.max(100, Math.floor(heartbeatTtlMs / 5))}ms`,
+      const alertEnv: Record<string, string> = {};
+      const writeConfig = (alerts: object | undefined) =>
+        writeFile(
+          observerConfig,
+          JSON.stringify(
+            {
+              aggregator: { url: aggregatorUrl, tokenEnv: 'AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN' },
+              temporal: { address: server.address, namespace: server.namespace },
+              store: { file: 'observer.db' },
+              rules: { builtin: true, files: [...(o.rules ?? [])], enforce: o.enforce ?? true },
+              heartbeat: {
+                ttl: `${heartbeatTtlMs}ms`,
+                every: `${Math.max(100, Math.floor(heartbeatTtlMs / 5))}ms`,
+              },
+              governanceKeys: [join(governanceKeyDir, PUBLIC_KEY_FILE)],
+              ...(o.metricsPort === undefined ? {} : { metrics: { port: o.metricsPort } }),
+              // the workers' metrics are one of its inputs
+              ...(metricsUrl === undefined
+                ? {}
+                : { scrape: [{ job: 'workers', url: `${metricsUrl}/metrics`, every: '5s' }] }),
+              ...(alerts ? { alerts } : {}),
             },
-            governanceKeys: [join(governanceKeyDir, PUBLIC_KEY_FILE)],
-            ...(o.metricsPort === undefined ? {} : { metrics: { port: o.metricsPort } }),
-            // the workers' metrics are one of its inputs
-            ...(metricsUrl === undefined
-              ? {}
-              : { scrape: [{ job: 'workers', url: `${metricsUrl}/metrics`, every: '5s' }] }),
-          },
-          null,
-          2,
-        ),
-        { mode: 0o600 },
-      );
+            null,
+            2,
+          ),
+          { mode: 0o600 },
+        );
+      await writeConfig(undefined);
       const launch = (): Promise<ChildHandle> =>
         startChild({
           name: 'observer',
           args: ['observer', 'serve', '--config', observerConfig],
-          env: { AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN: tokens.observer },
+          env: { AGENT_RUNTIME_AUDIT_OBSERVER_TOKEN: tokens.observer, ...alertEnv },
           ready: /^observer: \d+ rules.*?(?:metrics at (\S+))?$/,
           onLine: (line) => log(line),
         });
@@ -401,6 +407,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         },
         kill: (signal = 'SIGKILL') => child.kill(signal),
         restart: async () => {
+          await child.stop();
+          child = await launch();
+        },
+        alertThroughApprovals: async (url, token) => {
+          alertEnv['AGENT_RUNTIME_OBSERVER_ALERT_TOKEN'] = token;
+          await writeConfig({ approvals: { url, tokenEnv: 'AGENT_RUNTIME_OBSERVER_ALERT_TOKEN' } });
           await child.stop();
           child = await launch();
         },

@@ -23,6 +23,7 @@ import { noticeLines, uiWorkflowsUrl } from '../progress.ts';
 import { approveInInbox, demoModelFromEnv, runDemoScenes, startStatusPage, STATUS_HOST } from '../demo.ts';
 import type { AuditEvent } from '../../activities/audit/types.ts';
 import { lookup as dnsLookup } from 'node:dns/promises';
+import { createHash, randomBytes } from 'node:crypto';
 import { findFreePort } from '../../worker/temporal/dev-server.ts';
 import { loadOrReport } from './governance.ts';
 import { exampleGovernanceFiles, startDevApprovals } from '../dev-approvals.ts';
@@ -180,6 +181,7 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
   let statusPage: { port: number; close(): Promise<void> } | undefined;
   const events: AuditEvent[] = [];
   let demoRunning = true;
+  const alertToken = randomBytes(24).toString('base64url');
   let approvals: DevApprovals | undefined;
   // notices wait for the approvals service, which needs the stack's client
   let approvalsReady: (value: DevApprovals) => void = () => undefined;
@@ -245,6 +247,7 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
       toolSpecs: billing ? await billingSpecs(billing.specModule) : [],
       port: options.approvalsPort,
       audit: stack.audit,
+      alertTokenSha256: createHash('sha256').update(alertToken).digest('hex'),
       onMail: (mail) => {
         if (options.json) emit({ event: 'mail', to: mail.to, subject: mail.subject, links: mail.links });
         else {
@@ -255,6 +258,8 @@ export async function runDev(options: DevOptions, io: CliIo): Promise<number> {
       warn: (message) => println(io.stderr, `warning: ${message}`),
     });
     approvalsReady(approvals);
+    // the observer's alerts go out through the approvals service (Slack DM, email), with their own token
+    if (stack.observer) await stack.observer.alertThroughApprovals(approvals.host.publicBaseUrl, alertToken);
     await seedWorkspace(stack.workspace);
     voteOptions = [
       ...(stack.address === DEFAULT_ADDRESS ? [] : ['--address', stack.address]),
