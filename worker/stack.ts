@@ -41,7 +41,7 @@ import type { AnyToolImplementation } from '../activities/tools/define.ts';
 import type { HttpRequestToolConfig } from '../activities/tools/http.ts';
 import { createAuditAggregatorClient } from '../audit/client.ts';
 import type { AuditAggregatorClient } from '../audit/client.ts';
-import { createAuditMetrics, MetricsRegistry } from '../metrics/index.ts';
+import { createAuditMetrics, meteredAudit, MetricsRegistry } from '../metrics/index.ts';
 import {
   initSigningKey,
   loadPublicKeys,
@@ -251,21 +251,18 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
 
     const registry = options.metricsPort === undefined ? undefined : new MetricsRegistry();
     const auditMetrics = registry ? createAuditMetrics(registry) : undefined;
-    const chained = new Set<number>();
-    const audit: AuditClient = {
+    const fileAndAggregator: AuditClient = {
       append: async (event) => {
         const stored = await file.append(event);
-        // the file sink answers a duplicate (a retried workflow task) with the stored event: send it once
-        if (!chained.has(stored.seq)) {
-          chained.add(stored.seq);
-          if (chained.size > 10_000) chained.delete(chained.values().next().value as number);
-          await auditWriter.append({ ...event, id: event.id ?? `dev-file:${stored.seq}` });
-          auditMetrics?.observe(stored);
-        }
+        // a retried workflow task repeats its event id: the aggregator answers it with the record it has
+        await auditWriter.append({ ...event, id: event.id ?? `dev-file:${stored.seq}` });
         options.onAudit?.(stored);
         return stored;
       },
     };
+    const audit: AuditClient = auditMetrics
+      ? meteredAudit(fileAndAggregator, auditMetrics)
+      : fileAndAggregator;
 
     const connection = await NativeConnection.connect({ address: server.address });
     cleanups.push(() => connection.close());
