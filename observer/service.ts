@@ -565,7 +565,7 @@ export function createObserverService(options: ObserverServiceOptions): Observer
         interventions: { ...rest.interventions },
         evalP99Ms: percentile(evalMs, 99),
       },
-      activeInterventions: store.interventions({ status: InterventionStatus.active, limit: 10_000 }).length,
+      activeInterventions: store.countInterventions(InterventionStatus.active),
       writtenAt: iso(),
     };
   };

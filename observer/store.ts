@@ -74,6 +74,8 @@ export interface ObserverStore {
   addIntervention(row: InterventionRow): boolean;
   intervention(id: string): InterventionRow | undefined;
   interventions(query?: { readonly status?: InterventionStatus; readonly limit?: number }): InterventionRow[];
+  /** How many interventions have `status`. */
+  countInterventions(status: InterventionStatus): number;
   /** Ends an active intervention; false when it is not active. */
   endIntervention(id: string, status: InterventionStatus, at: string, detail: string | null): boolean;
   /** Active interventions whose `expiresAt` is at or before `at`. */
@@ -180,6 +182,7 @@ export function openObserverStore(
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
     ),
     intervention: db.prepare('SELECT * FROM intervention WHERE id = ?'),
+    count: db.prepare('SELECT count(*) AS n FROM intervention WHERE status = ?'),
     end: db.prepare(
       `UPDATE intervention SET status = ?, ended_at = ?, detail = coalesce(?, detail) WHERE id = ? AND status = 'active'`,
     ),
@@ -271,6 +274,7 @@ export function openObserverStore(
               .all(query.status);
       return rows.map(interventionOf);
     },
+    countInterventions: (status) => Number(q.count.get(status)?.['n'] ?? 0),
     endIntervention: (id, status, at, detail) => Number(q.end.run(status, at, detail, id).changes) === 1,
     dueInterventions: (at) => q.due.all(at).map(interventionOf),
     requestLift: (id, by, reason, at) => Number(q.requestLift.get(id, by, reason, at)?.['n']),
