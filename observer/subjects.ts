@@ -5,6 +5,7 @@
  * resources).
  * @module
  */
+import { hostOf } from './rules/schema.ts';
 import type { AuditEvent } from '../activities/audit/types.ts';
 import { normaliseResource } from '../policy/index.ts';
 
@@ -43,14 +44,8 @@ export function directoryOf(path: string): string | undefined {
   return cut === 0 ? '/' : path.slice(0, cut);
 }
 
-/** Lower-case `host[:port]` of a URL, or `undefined` when it does not parse or has no host. */
-export function hostOf(url: string): string | undefined {
-  try {
-    return new URL(url).host.toLowerCase() || undefined;
-  } catch {
-    return undefined;
-  }
-}
+// the rules' `host` transform: one definition of a URL's host for rules and subjects alike
+export { hostOf };
 
 /** Extracts the subjects of an event (see `EventSubjects`). Never throws. */
 export function eventSubjects(event: AuditEvent): EventSubjects {

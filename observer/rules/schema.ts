@@ -377,6 +377,15 @@ function withTransform(get: Accessor, transform: ValueTransform | undefined): Ac
   };
 }
 
+/** Lower-case `host[:port]` of a URL, or `undefined` when it does not parse or has no host. */
+export function hostOf(url: string): string | undefined {
+  try {
+    return new URL(url).host.toLowerCase() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const TRANSFORMS: Record<ValueTransform, (value: string) => string | undefined> = {
   dirname: (value) => {
     const path = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value.replace(/[?#].*$/, '') : value;
@@ -384,13 +393,7 @@ const TRANSFORMS: Record<ValueTransform, (value: string) => string | undefined> 
     if (cut < 0) return undefined;
     return cut === 0 ? '/' : path.slice(0, cut);
   },
-  host: (value) => {
-    try {
-      return new URL(value).host.toLowerCase() || undefined;
-    } catch {
-      return undefined;
-    }
-  },
+  host: (value) => hostOf(value),
   lower: (value) => value.toLowerCase(),
 };
 
