@@ -8,6 +8,7 @@
  * with `attrs.alert: true`.
  * @module
  */
+import { readBounded } from './web/http.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { webApi } from '@slack/bolt';
@@ -270,21 +271,6 @@ function renderAlertSlack(alert: AlertBody): string {
   return alertLines(alert, line, block).join('\n');
 }
 
-/** Outcome of reading the body. */
-type Body = { readonly ok: true; readonly text: string } | { readonly ok: false };
-
-/** The body as UTF-8, or not ok once it passes `max` bytes (the rest is left unread). */
-async function readBounded(req: IncomingMessage, max: number): Promise<Body> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) return { ok: false };
-    chunks.push(chunk);
-  }
-  return { ok: true, text: Buffer.concat(chunks).toString('utf8') };
-}
-
 /** A refusal answered with `status` (and audited). */
 const refusal = (status: number, code: AlertErrorCode, message: string): ApprovalsAlertError =>
   new ApprovalsAlertError(code, message, { status });
@@ -353,10 +339,10 @@ export function createAlertsEndpoint(options: AlertsEndpointOptions): AlertsEndp
     );
     if (Number(req.headers['content-length'] ?? 0) > MAX_ALERT_BODY_BYTES) throw tooLarge;
     const body = await readBounded(req, MAX_ALERT_BODY_BYTES);
-    if (!body.ok) throw tooLarge;
+    if (body === null) throw tooLarge;
     let raw: unknown;
     try {
-      raw = JSON.parse(body.text) as unknown;
+      raw = JSON.parse(body.toString('utf8')) as unknown;
     } catch {
       throw refusal(400, AlertErrorCode.invalid, 'body: not valid JSON');
     }

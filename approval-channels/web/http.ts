@@ -76,7 +76,7 @@ export async function readForm(req: IncomingMessage, maxBytes: number): Promise<
 }
 
 /** The body, or null once it passes `maxBytes` (the rest is left unread; reply with `Connection: close`). */
-function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | null> {
+export function readBounded(req: IncomingMessage, maxBytes: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
