@@ -381,8 +381,6 @@ export async function runDemoScenes(ctx: DemoContext): Promise<number> {
       return ExitCode.failed;
     }
     const { result } = outcome;
-    // the observer's records of this run arrive through the aggregator a moment after the run ends
-    await new Promise((resolve) => setTimeout(resolve, 300));
     const checks = scene.check({ runId, result, events: ctx.events });
     rows.push(...checks);
     emit({
