@@ -245,7 +245,8 @@ describe('observer on the real stack', () => {
     const handle = await run([
       { thinkMs: 500, calls: [{ tool: 'fs.read', args: { path: '/workspace/misc/1.md' } }] },
       {
-        thinkMs: 2_000,
+        // room for the observer's reaction on a loaded machine
+        thinkMs: 4_000,
         calls: [{ tool: 'fs.write', args: { path: '/workspace/docs/new.md', content: 'x' } }],
       },
       { final: 'done' },
